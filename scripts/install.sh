@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Installs everything socikit and its test suite need on a fresh Debian 12 machine (run as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+APT_PACKAGES=(pigz zstd gzip tar)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -e '.[test]'

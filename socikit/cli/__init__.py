@@ -1,0 +1,16 @@
+"""The `socikit` command line: a thin typer layer over the library.
+
+Each command module registers its commands on the apps defined in `socikit.cli.app`.
+"""
+
+from __future__ import annotations
+
+from socikit.cli import convert, index, push, validate, ztoc  # noqa: F401  (registers commands)
+from socikit.cli.app import app
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

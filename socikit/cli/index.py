@@ -1,0 +1,3 @@
+"""`socikit index` commands (filled in by the feature that owns them)."""
+
+from __future__ import annotations

@@ -1,0 +1,71 @@
+"""Exception tree of socikit.
+
+    SocikitError                      base; the CLI turns it into one line and exit 1
+    ├── FormatError                   bytes that do not parse (ztoc, zinfo, JSON, tar)
+    │   ├── ZtocFormatError           a ztoc flatbuffer or zinfo blob that cannot be decoded
+    │   └── TarFormatError            a tar stream that Go's archive/tar would reject
+    ├── LayerError                    a layer blob that cannot be indexed
+    │   ├── CompressedDataError       corrupt/truncated deflate data, CRC or ISIZE mismatch
+    │   ├── DigestMismatchError       the blob's sha256 is not the expected digest
+    │   └── UnsupportedLayerError     a layer the ztoc format cannot describe (zstd, sparse,
+    │                                 global PAX headers): skipped with a reason, never a crash
+    ├── ImageError                    image/reference problems (missing blob, bad manifest, platform)
+    │   └── ImageReferenceError       an image reference that does not parse
+    ├── RegistryError                 talking to a registry failed
+    │   └── AuthError                 credentials were refused
+    └── InvalidArtifactError          validation of an artifact failed
+"""
+
+from __future__ import annotations
+
+
+class SocikitError(Exception):
+    """Base class of every error socikit raises on purpose."""
+
+
+class FormatError(SocikitError):
+    """Bytes that do not parse as the format they claim to be."""
+
+
+class ZtocFormatError(FormatError):
+    """A ztoc flatbuffer or a zinfo checkpoint blob that cannot be decoded."""
+
+
+class TarFormatError(FormatError):
+    """A tar stream that Go's archive/tar (the reference's reader) would reject."""
+
+
+class LayerError(SocikitError):
+    """A layer blob that cannot be indexed."""
+
+
+class CompressedDataError(LayerError):
+    """Corrupt or truncated compressed data (deflate error, CRC/ISIZE mismatch, early end)."""
+
+
+class DigestMismatchError(LayerError):
+    """A blob whose sha256 differs from the digest it was expected to have."""
+
+
+class UnsupportedLayerError(LayerError):
+    """A layer the ztoc format cannot describe; it is left unindexed with this reason."""
+
+
+class ImageError(SocikitError):
+    """An image that cannot be read or written: missing blob, bad manifest, unknown platform."""
+
+
+class ImageReferenceError(ImageError):
+    """An image reference string that does not parse."""
+
+
+class RegistryError(SocikitError):
+    """A registry request failed."""
+
+
+class AuthError(RegistryError):
+    """The registry refused our credentials (or asked for some we do not have)."""
+
+
+class InvalidArtifactError(SocikitError):
+    """An artifact failed validation."""

@@ -1,0 +1,1 @@
+"""SOCI ztoc format: model, builder, (de)serialization and span reads."""

@@ -1,0 +1,1 @@
+"""Compression-specific halves of a ztoc (the "zinfo"): gzip checkpoints and uncompressed tars."""
