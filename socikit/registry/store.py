@@ -1,0 +1,191 @@
+"""A registry repository as an `ImageSource` / `ImageSink` (socikit.content.base).
+
+The sink writes nothing but what it is given, in the order it is given: callers write blobs,
+then manifests (by digest, so they are unreachable until tagged), then call `tag()` last. An
+interrupted push therefore never leaves the tag pointing at missing content, and running it
+again skips every blob already present (HEAD before upload).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from socikit.content.base import ImageSource
+from socikit.errors import AuthError, DigestMismatchError, ImageError, RegistryError
+from socikit.oci import mediatypes as mt
+from socikit.oci.descriptor import Descriptor
+from socikit.oci.digest import sha256_digest
+from socikit.registry.auth import Credentials, load_docker_credentials
+from socikit.registry.client import RegistryClient
+
+# Blobs `read_blob` will hold in memory (manifests, configs, ztocs); layers go through open_blob.
+MAX_READ_BLOB = 256 << 20
+_MANIFEST_TYPES = mt.MANIFEST_MEDIA_TYPES | mt.INDEX_MEDIA_TYPES
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryOptions:
+    """How to reach and authenticate to a registry. `password` never shows in `repr`."""
+
+    plain_http: bool = False
+    tls_verify: bool = True
+    cert_dir: str | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
+    docker_config: str | os.PathLike[str] | None = None
+
+
+def credentials_for(host: str, options: RegistryOptions) -> Credentials | None:
+    """Explicit `user`/`password` when given, else whatever the Docker config holds for `host`."""
+    if options.user:
+        user, sep, inline = options.user.partition(":")
+        password = options.password if options.password is not None else (inline if sep else "")
+        return Credentials(username=user, password=password)
+    return load_docker_credentials(host, config_path=options.docker_config)
+
+
+def open_registry_client(host: str, options: RegistryOptions | None = None) -> RegistryClient:
+    opts = options or RegistryOptions()
+    return RegistryClient(host, plain_http=opts.plain_http, tls_verify=opts.tls_verify,
+                          cert_dir=opts.cert_dir, credentials=credentials_for(host, opts))
+
+
+def _reference(tag: str | None, digest: str | None) -> str:
+    if digest:
+        return digest
+    return tag or "latest"
+
+
+class RegistrySource:
+    """Read access to `<host>/<repo>:<reference>` (reference: tag or digest)."""
+
+    def __init__(self, client: RegistryClient, repo: str, reference: str, *,
+                 owns_client: bool = False) -> None:
+        self.client = client
+        self.repo = repo
+        self.reference = reference
+        self._owns_client = owns_client
+        self._resolved: Descriptor | None = None
+
+    def __repr__(self) -> str:
+        return f"RegistrySource({self.client.host}/{self.repo}:{self.reference})"
+
+    def resolve(self) -> Descriptor:
+        if self._resolved is None:
+            self._resolved = self.client.resolve(self.repo, self.reference)
+        return self._resolved
+
+    def read_blob(self, desc: Descriptor) -> bytes:
+        if desc.media_type in _MANIFEST_TYPES or desc.media_type.endswith("manifest.v1+json"):
+            data, got = self.client.get_manifest(self.repo, desc.digest)
+            if got.size != desc.size:
+                raise DigestMismatchError(f"manifest {desc.digest}: {got.size} bytes, expected {desc.size}")
+            return data
+        if desc.size > MAX_READ_BLOB:
+            raise ImageError(f"blob {desc.digest} is {desc.size} bytes; stream it with open_blob")
+        return self.client.get_blob(self.repo, desc)
+
+    def open_blob(self, desc: Descriptor) -> BinaryIO:
+        return self.client.get_blob_stream(self.repo, desc)
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> RegistrySource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class RegistrySink:
+    """Write access to `<host>/<repo>`, tagging `tag` last (no tag: content only)."""
+
+    def __init__(self, client: RegistryClient, repo: str, tag: str | None, *,
+                 owns_client: bool = False) -> None:
+        self.client = client
+        self.repo = repo
+        self.tag_name = tag
+        self._owns_client = owns_client
+        self._manifests: dict[str, tuple[bytes, str]] = {}
+
+    def __repr__(self) -> str:
+        return f"RegistrySink({self.client.host}/{self.repo}:{self.tag_name})"
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        return self.client.has_blob(self.repo, desc)
+
+    def write_blob(self, desc: Descriptor, data: bytes) -> None:
+        self.client.push_blob(self.repo, desc, data)
+
+    def copy_blob(self, desc: Descriptor, source: ImageSource) -> None:
+        """Mount from the source repository when it lives on this registry host, else stream."""
+        if isinstance(source, RegistrySource) and source.client.host == self.client.host:
+            if source.repo == self.repo and self.has_blob(desc):
+                return
+            try:
+                self.client.mount_blob(self.repo, desc, source.repo)
+                return
+            except AuthError:
+                raise
+            except RegistryError:
+                pass  # e.g. our credentials cannot read source.repo: copy through the source
+        if self.has_blob(desc):
+            return
+        with source.open_blob(desc) as stream:
+            self.client.push_blob(self.repo, desc, stream)
+
+    def write_manifest(self, desc: Descriptor, data: bytes) -> None:
+        if sha256_digest(data) != desc.digest or len(data) != desc.size:
+            raise DigestMismatchError(f"manifest bytes do not match {desc.digest}")
+        self.client.put_manifest(self.repo, desc.digest, data, desc.media_type)
+        self._manifests[desc.digest] = (data, desc.media_type)
+
+    def tag(self, desc: Descriptor) -> None:
+        if not self.tag_name:
+            return
+        if desc.digest in self._manifests:
+            data, media_type = self._manifests[desc.digest]
+        else:
+            data, got = self.client.get_manifest(self.repo, desc.digest)
+            media_type = desc.media_type or got.media_type
+        self.client.put_manifest(self.repo, self.tag_name, data, media_type)
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> RegistrySink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_registry_source(host: str, repository: str, tag: str | None = None, digest: str | None = None,
+                         options: RegistryOptions | None = None) -> RegistrySource:
+    """An ImageSource for `host/repository` at `digest` (preferred) or `tag` (default "latest")."""
+    return RegistrySource(open_registry_client(host, options), repository, _reference(tag, digest),
+                          owns_client=True)
+
+
+def open_registry_sink(host: str, repository: str, tag: str | None = None, digest: str | None = None,
+                       options: RegistryOptions | None = None) -> RegistrySink:
+    """An ImageSink for `host/repository` that tags `tag` last (a digest-only destination writes
+    content without tagging)."""
+    del digest  # a digest destination needs no tag: content is addressed by digest already
+    return RegistrySink(open_registry_client(host, options), repository, tag, owns_client=True)
+
+
+__all__ = [
+    "RegistryOptions",
+    "RegistrySink",
+    "RegistrySource",
+    "credentials_for",
+    "open_registry_client",
+    "open_registry_sink",
+    "open_registry_source",
+]
