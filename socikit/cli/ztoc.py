@@ -1,3 +1,153 @@
-"""`socikit ztoc` commands (filled in by the feature that owns them)."""
+"""`socikit ztoc build|info|get-file`."""
 
 from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from socikit.__about__ import __version__
+from socikit.atomic import write_atomic
+from socikit.cli.app import ztoc_app
+from socikit.cli.console import errors_to_exit, print_json, stdout
+from socikit.errors import LayerError, SocikitError, UnsupportedLayerError
+from socikit.oci import gojson
+from socikit.oci.digest import sha256_digest
+from socikit.oci.mediatypes import DEFAULT_SPAN_SIZE, MEDIA_TYPE_OCI_LAYER_GZIP, compression_of_layer
+from socikit.ztoc.builder import build_ztoc
+from socikit.ztoc.extract import file_range_reader, read_file
+from socikit.ztoc.info import ztoc_info
+from socikit.ztoc.serialize import dumps, loads
+
+DEFAULT_BUILD_TOOL_ID = f"socikit {__version__}"
+
+
+def _relabel(exc: SocikitError, label: str) -> SocikitError:
+    """The same error with the layer named first, so every failure line says which layer."""
+    return type(exc)(f"layer {label}: {exc}")
+
+
+@ztoc_app.command("build")
+def build_command(
+    blob: Annotated[Path, typer.Argument(help="Layer blob file (gzip-compressed or plain tar).", dir_okay=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the ztoc (atomically).")],
+    span_size: Annotated[
+        int, typer.Option("--span-size", min=0, help="Minimum uncompressed bytes between checkpoints.")
+    ] = DEFAULT_SPAN_SIZE,
+    media_type: Annotated[
+        str,
+        typer.Option("--media-type", help="Layer media type; selects gzip or uncompressed tar handling."),
+    ] = MEDIA_TYPE_OCI_LAYER_GZIP,
+    build_tool_id: Annotated[
+        str, typer.Option("--build-tool-id", help="Build tool identifier stored in the ztoc.")
+    ] = DEFAULT_BUILD_TOOL_ID,
+    expected_digest: Annotated[
+        Optional[str], typer.Option("--digest", help="Expected sha256 digest of the blob; a mismatch fails.")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")] = False,
+) -> None:
+    """Build the ztoc of one layer blob file."""
+    with errors_to_exit():
+        algorithm = compression_of_layer(media_type)
+        if algorithm is None:
+            raise LayerError(f"layer {blob}: {media_type!r} is not a layer media type")
+        if algorithm not in ("gzip", "uncompressed"):
+            raise UnsupportedLayerError(
+                f"layer {blob}: compression {algorithm!r} cannot be indexed (only gzip and uncompressed tar)"
+            )
+        started = time.monotonic()
+        try:
+            with open(blob, "rb") as stream:
+                result = build_ztoc(
+                    stream,
+                    algorithm=algorithm,
+                    span_size=span_size,
+                    build_tool_identifier=build_tool_id,
+                    expected_digest=expected_digest,
+                )
+        except OSError as exc:
+            raise LayerError(f"layer {blob}: {exc.strerror or exc}") from None
+        except SocikitError as exc:
+            raise _relabel(exc, str(blob)) from None
+        data = dumps(result.ztoc)
+        write_atomic(output, data)
+        summary = {
+            "ztoc": str(output),
+            "digest": sha256_digest(data),
+            "size": len(data),
+            "layer_digest": result.blob_digest,
+            "layer_size": result.blob_size,
+            "compression": algorithm,
+            "span_size": span_size,
+            "num_spans": result.ztoc.compression_info.num_spans,
+            "num_files": len(result.ztoc.toc),
+            "uncompressed_size": result.ztoc.uncompressed_archive_size,
+            "seconds": round(time.monotonic() - started, 3),
+        }
+        if json_output:
+            print_json(summary)
+        else:
+            stdout.print(
+                f"layer {result.blob_digest} -> ztoc {summary['digest']} "
+                f"({summary['num_spans']} spans, {summary['num_files']} files, {summary['seconds']} s)"
+            )
+
+
+def _load_ztoc(path: Path) -> tuple[bytes, object]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SocikitError(f"cannot read ztoc {path}: {exc.strerror or exc}") from None
+    return data, loads(data)
+
+
+@ztoc_app.command("info")
+def info_command(
+    ztoc: Annotated[Path, typer.Argument(help="ztoc file.", dir_okay=False)],
+    json_output: Annotated[bool, typer.Option("--json", help="Print the reference's JSON document.")] = False,
+) -> None:
+    """Show a ztoc's fields and the span range of every file."""
+    with errors_to_exit():
+        data, value = _load_ztoc(ztoc)
+        info = ztoc_info(value, size=len(data))  # type: ignore[arg-type]
+        if json_output:
+            sys.stdout.write(gojson.dumps_indent(info).decode("utf-8") + "\n")
+            return
+        header = Table.grid(padding=(0, 2))
+        for key in ("version", "build_tool", "size", "span_size", "num_spans", "num_files", "num_multi_span_files"):
+            header.add_row(key, str(info[key]))
+        stdout.print(header)
+        files = Table("filename", "offset", "size", "type", "start_span", "end_span", box=None)
+        for f in info["files"] or []:
+            files.add_row(
+                f["filename"], str(f["offset"]), str(f["size"]), f["type"], str(f["start_span"]), str(f["end_span"])
+            )
+        stdout.print(files)
+
+
+@ztoc_app.command("get-file")
+def get_file_command(
+    ztoc: Annotated[Path, typer.Argument(help="ztoc file.", dir_okay=False)],
+    blob: Annotated[Path, typer.Argument(help="The layer blob the ztoc was built from.", dir_okay=False)],
+    path: Annotated[str, typer.Argument(help="Path of the file inside the layer.")],
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Write here (atomically) instead of stdout.")
+    ] = None,
+) -> None:
+    """Extract one file from a layer by decompressing only the spans that hold it."""
+    with errors_to_exit():
+        _, value = _load_ztoc(ztoc)
+        try:
+            with open(blob, "rb") as stream:
+                content = read_file(value, file_range_reader(stream), path)  # type: ignore[arg-type]
+        except OSError as exc:
+            raise LayerError(f"layer {blob}: {exc.strerror or exc}") from None
+        if output is None:
+            sys.stdout.buffer.write(content)
+            sys.stdout.buffer.flush()
+        else:
+            write_atomic(output, content)

@@ -44,10 +44,20 @@ def _sanitize(value: Any) -> Any:
 def dumps(value: Any) -> bytes:
     """Serialize `value` (dicts in the intended key order) to Go-canonical compact JSON bytes."""
     text = json.dumps(_sanitize(value), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    if not _NEEDS_ESCAPE.isdisjoint(text):
-        # These characters can only occur inside JSON strings, so a plain replace is exact.
-        text = "".join(_GO_ESCAPES.get(ch, ch) for ch in text)
-    return text.encode("utf-8")
+    return _escape(text).encode("utf-8")
+
+
+def dumps_indent(value: Any) -> bytes:
+    """Like Go's `json.MarshalIndent(v, "", "  ")` (no trailing newline)."""
+    text = json.dumps(_sanitize(value), ensure_ascii=False, indent=2, allow_nan=False)
+    return _escape(text).encode("utf-8")
+
+
+def _escape(text: str) -> str:
+    if _NEEDS_ESCAPE.isdisjoint(text):
+        return text
+    # These characters can only occur inside JSON strings, so a plain replace is exact.
+    return "".join(_GO_ESCAPES.get(ch, ch) for ch in text)
 
 
 def sorted_map(mapping: dict[str, str] | None) -> dict[str, str] | None:

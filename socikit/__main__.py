@@ -1,0 +1,3 @@
+from socikit.cli import main
+
+main()

@@ -1,0 +1,138 @@
+"""Index the layers of an image: decide which layers get a ztoc, build them on a thread pool
+straight from the source's blob streams, reuse cached ztocs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from socikit.content.base import ImageSource
+from socikit.errors import ImageError, SocikitError
+from socikit.oci.descriptor import Descriptor
+from socikit.oci.mediatypes import MEDIA_TYPE_SOCI_PREFETCH, compression_of_layer
+from socikit.pipeline.cache import ZtocCache
+from socikit.pipeline.events import Event, LayerFinished, LayerStarted
+from socikit.ztoc.builder import build_ztoc
+from socikit.ztoc.serialize import dumps, loads
+
+
+@dataclass(frozen=True, slots=True)
+class LayerOutcome:
+    """What happened to one layer: a ztoc (bytes) or the reason it was skipped."""
+
+    layer: Descriptor
+    ztoc: bytes | None
+    skipped: str | None
+    spans: int = 0
+    files: int = 0
+    seconds: float = 0.0
+    cached: bool = False
+
+
+def skip_reason(layer: Descriptor, *, min_layer_size: int) -> str | None:
+    """Why `layer` gets no ztoc, or None when it is to be indexed. Raises ImageError for media types
+    that are not layers at all (the reference fails the build on those too)."""
+    algorithm = compression_of_layer(layer.media_type)
+    if algorithm is None:
+        raise ImageError(f"layer {layer.digest} has media type {layer.media_type!r}, which is not a layer type")
+    if algorithm not in ("gzip", "uncompressed"):
+        return (
+            f"compressed with {algorithm}, which ztocs cannot describe (only gzip and uncompressed tar layers "
+            "can be lazily loaded)"
+        )
+    if layer.size < min_layer_size:
+        return f"size {layer.size} is below the minimum layer size {min_layer_size} (--min-layer-size)"
+    return None
+
+
+def index_layer(
+    source: ImageSource,
+    layer: Descriptor,
+    *,
+    span_size: int,
+    min_layer_size: int,
+    build_tool_identifier: str,
+    cache: ZtocCache | None,
+) -> LayerOutcome:
+    """Build (or fetch from the cache) the ztoc of one layer, streaming the blob once."""
+    reason = skip_reason(layer, min_layer_size=min_layer_size)
+    if reason is not None:
+        return LayerOutcome(layer=layer, ztoc=None, skipped=reason)
+    started = time.monotonic()
+    if cache is not None:
+        cached = cache.get(layer.digest, layer.size, span_size, build_tool_identifier)
+        if cached is not None:
+            ztoc = loads(cached)
+            return LayerOutcome(
+                layer=layer, ztoc=cached, skipped=None, spans=ztoc.compression_info.num_spans,
+                files=len(ztoc.toc), seconds=time.monotonic() - started, cached=True,
+            )
+    algorithm = compression_of_layer(layer.media_type)
+    assert algorithm is not None
+    try:
+        stream = source.open_blob(layer)
+        try:
+            result = build_ztoc(
+                stream,
+                algorithm=algorithm,
+                span_size=span_size,
+                build_tool_identifier=build_tool_identifier,
+                expected_digest=layer.digest,
+                expected_size=layer.size,
+            )
+        finally:
+            stream.close()
+    except SocikitError as exc:
+        raise type(exc)(f"layer {layer.digest}: {exc}") from None
+    except OSError as exc:
+        raise ImageError(f"layer {layer.digest}: {exc.strerror or exc}") from None
+    data = dumps(result.ztoc)
+    if cache is not None:
+        cache.put(layer.digest, span_size, build_tool_identifier, data)
+    return LayerOutcome(
+        layer=layer, ztoc=data, skipped=None, spans=result.ztoc.compression_info.num_spans,
+        files=len(result.ztoc.toc), seconds=time.monotonic() - started,
+    )
+
+
+def index_layers(
+    source: ImageSource,
+    layers: Iterable[Descriptor],
+    *,
+    span_size: int,
+    min_layer_size: int,
+    build_tool_identifier: str,
+    cache: ZtocCache | None,
+    jobs: int,
+    on_event: Callable[[Event], None] | None = None,
+) -> dict[str, LayerOutcome]:
+    """Index every distinct layer (by digest) on `jobs` threads; returns outcomes by layer digest.
+
+    The first failure cancels the layers not yet started and is re-raised."""
+    unique: dict[str, Descriptor] = {}
+    for layer in layers:
+        unique.setdefault(layer.digest, layer)
+    emit = on_event or (lambda event: None)
+
+    def work(layer: Descriptor) -> LayerOutcome:
+        emit(LayerStarted(layer=layer))
+        outcome = index_layer(
+            source, layer, span_size=span_size, min_layer_size=min_layer_size,
+            build_tool_identifier=build_tool_identifier, cache=cache,
+        )
+        emit(LayerFinished(outcome=outcome))
+        return outcome
+
+    outcomes: dict[str, LayerOutcome] = {}
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="socikit-layer") as pool:
+        futures = {digest: pool.submit(work, layer) for digest, layer in unique.items()}
+        try:
+            for digest, future in futures.items():
+                outcomes[digest] = future.result()
+        except BaseException:
+            for future in futures.values():
+                future.cancel()
+            raise
+    return outcomes
