@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
-APT_PACKAGES=(pigz zstd gzip tar)
+# pigz/zstd: test layers; docker-registry, apache2-utils (htpasswd), skopeo: registry tests.
+APT_PACKAGES=(pigz zstd gzip tar openssl docker-registry apache2-utils skopeo)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
