@@ -1,0 +1,42 @@
+"""Registry flags shared by every command that can talk to a registry (skopeo/soci spelling)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from socikit.registry.store import RegistryOptions
+
+PlainHttp = Annotated[bool, typer.Option("--plain-http", help="Talk HTTP, not HTTPS, to registries.")]
+TlsVerify = Annotated[
+    str, typer.Option("--tls-verify", help="Verify registry TLS certificates: true or false.", metavar="BOOL")
+]
+CertDir = Annotated[
+    Optional[Path],
+    typer.Option("--cert-dir", help="Directory with ca.crt / *.crt (and client.cert, client.key) for registries."),
+]
+User = Annotated[
+    Optional[str],
+    typer.Option("--user", "-u", help="Registry credentials USER[:PASSWORD]; prompts for the password if omitted."),
+]
+
+
+def registry_options(plain_http: bool, tls_verify: str, cert_dir: Path | None, user: str | None) -> RegistryOptions:
+    """Build RegistryOptions from the flags, prompting (hidden input) for a missing password."""
+    verify = tls_verify.strip().lower()
+    if verify not in ("true", "false", "1", "0", "yes", "no"):
+        raise typer.BadParameter("--tls-verify takes true or false")
+    username = password = None
+    if user:
+        username, sep, password = user.partition(":")
+        if not sep:
+            password = typer.prompt(f"Password for {username}", hide_input=True)
+    return RegistryOptions(
+        plain_http=plain_http,
+        tls_verify=verify in ("true", "1", "yes"),
+        cert_dir=str(cert_dir) if cert_dir else None,
+        user=username,
+        password=password,
+    )

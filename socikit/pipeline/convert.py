@@ -1,0 +1,304 @@
+"""`convert` and `create`: read an image, index its layers, write SOCI artifacts.
+
+The only orchestrator with I/O: it reads through an `ImageSource`, builds ztocs on a thread pool
+(`pipeline.layers`), assembles SOCI indexes and the v2 conversion with the pure functions of
+`socikit.soci`, validates, then writes through an `ImageSink` in dependency order (blobs, then
+manifests, then indexes, the tag last) so an interrupted run never leaves a tag pointing at
+missing content.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from socikit.content.base import ImageSink, ImageSource
+from socikit.errors import ImageError
+from socikit.oci import mediatypes as mt
+from socikit.oci.descriptor import Descriptor, Platform, descriptor_for
+from socikit.oci.manifest import ImageConfig, ImageIndex, ImageManifest
+from socikit.oci.platform import format_platform, host_platform, matches, normalize, parse_platform
+from socikit.pipeline.cache import ZtocCache
+from socikit.pipeline.events import Event, Message
+from socikit.pipeline.layers import LayerOutcome, index_layers
+from socikit.soci.convert import convert_to_v2
+from socikit.soci.index import build_soci_index, ztoc_descriptor
+
+DEFAULT_BUILD_TOOL_ID = mt.REFERENCE_BUILD_TOOL_ID
+
+
+@dataclass(frozen=True, slots=True)
+class ConvertOptions:
+    """Knobs of `convert`/`create`, with the reference CLI's defaults."""
+
+    index_version: str = "v2"
+    platforms: tuple[str, ...] = ()
+    all_platforms: bool = False
+    span_size: int = mt.DEFAULT_SPAN_SIZE
+    min_layer_size: int = mt.DEFAULT_MIN_LAYER_SIZE
+    build_tool_identifier: str = DEFAULT_BUILD_TOOL_ID
+    jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformResult:
+    platform: Platform
+    manifest: Descriptor  # the source manifest
+    soci_index: Descriptor | None  # None: no layer of this platform was indexed
+    layers: tuple[LayerOutcome, ...]
+    converted_manifest: Descriptor | None = None  # v2 only
+
+
+@dataclass(frozen=True, slots=True)
+class ConversionResult:
+    index_version: str
+    result: Descriptor  # what the destination tag points at
+    platforms: tuple[PlatformResult, ...]
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index_version": self.index_version,
+            "result": {"digest": self.result.digest, "size": self.result.size, "mediaType": self.result.media_type},
+            "seconds": round(self.seconds, 3),
+            "platforms": [
+                {
+                    "platform": format_platform(p.platform),
+                    "manifest": p.manifest.digest,
+                    "converted_manifest": p.converted_manifest.digest if p.converted_manifest else None,
+                    "soci_index": p.soci_index.digest if p.soci_index else None,
+                    "layers": [_layer_json(o) for o in p.layers],
+                }
+                for p in self.platforms
+            ],
+        }
+
+
+def _layer_json(outcome: LayerOutcome) -> dict[str, Any]:
+    from socikit.oci.digest import sha256_digest
+
+    return {
+        "digest": outcome.layer.digest,
+        "size": outcome.layer.size,
+        "mediaType": outcome.layer.media_type,
+        "ztoc": sha256_digest(outcome.ztoc) if outcome.ztoc is not None else None,
+        "skipped": outcome.skipped,
+        "spans": outcome.spans,
+        "files": outcome.files,
+        "seconds": round(outcome.seconds, 3),
+        "cached": outcome.cached,
+    }
+
+
+@dataclass
+class _Image:
+    """The source image as read: root descriptor/bytes, and each platform manifest to index."""
+
+    root: Descriptor
+    root_bytes: bytes
+    index: ImageIndex | None
+    manifests: dict[str, bytes]  # digest -> bytes, every manifest of the image that could be read
+    selected: list[tuple[Descriptor, ImageManifest, Platform]]
+    root_platform: Platform | None = None  # a single-manifest image's platform, from its config
+
+
+def read_image(source: ImageSource, options: ConvertOptions) -> _Image:
+    """Resolve the reference and pick the platform manifests to index."""
+    root = source.resolve()
+    root_bytes = source.read_blob(root)
+    manifests: dict[str, bytes] = {}
+    selected: list[tuple[Descriptor, ImageManifest, Platform]] = []
+    if root.media_type in mt.INDEX_MEDIA_TYPES:
+        index = ImageIndex.from_json(root_bytes)
+        candidates: list[tuple[Descriptor, Platform]] = []
+        for entry in index.manifests:
+            if entry.media_type not in mt.MANIFEST_MEDIA_TYPES:
+                continue
+            try:
+                manifests[entry.digest] = source.read_blob(entry)
+            except ImageError:
+                continue  # e.g. a platform that was never pulled: left untouched, as the reference does
+            if entry.platform is not None and entry.artifact_type == "":
+                candidates.append((entry, entry.platform))
+        chosen = _choose_platforms(candidates, options)
+        for entry, platform in chosen:
+            if entry.digest not in manifests:
+                raise ImageError(f"the manifest of platform {format_platform(platform)} ({entry.digest}) is missing")
+            selected.append((entry, ImageManifest.from_json(manifests[entry.digest]), platform))
+        return _Image(root, root_bytes, index, manifests, selected)
+    if root.media_type not in mt.MANIFEST_MEDIA_TYPES:
+        raise ImageError(f"{root.digest} has media type {root.media_type!r}, which is neither a manifest nor an index")
+    manifest = ImageManifest.from_json(root_bytes)
+    config = ImageConfig.from_json(source.read_blob(manifest.config))
+    platform = config.platform()
+    manifests[root.digest] = root_bytes
+    for wanted in options.platforms:
+        if not matches(parse_platform(wanted), platform):
+            raise ImageError(
+                f"platform {wanted} is not in the image; it has only {format_platform(platform)}"
+            )
+    build_platform = normalize(parse_platform(options.platforms[0])) if options.platforms else platform
+    selected.append((root, manifest, build_platform))
+    return _Image(root, root_bytes, None, manifests, selected, root_platform=platform)
+
+
+def _choose_platforms(
+    candidates: list[tuple[Descriptor, Platform]], options: ConvertOptions
+) -> list[tuple[Descriptor, Platform]]:
+    present = [p for _, p in candidates if p.os != "unknown"]
+    listing = ", ".join(format_platform(p) for p in present) or "none"
+    if options.all_platforms:
+        chosen = [(d, p) for d, p in candidates if p.os != "unknown"]
+        if not chosen:
+            raise ImageError("the image index lists no platform manifests")
+        return chosen
+    wanted = [parse_platform(w) for w in options.platforms] or [host_platform()]
+    chosen = []
+    for want in wanted:
+        match = next(((d, p) for d, p in candidates if matches(want, p)), None)
+        if match is None:
+            raise ImageError(f"platform {format_platform(want)} is not in the image; it has: {listing}")
+        # With an explicit --platform the reference records the normalized requested platform.
+        chosen.append((match[0], normalize(want)))
+    return chosen
+
+
+def convert_image(
+    source: ImageSource,
+    sink: ImageSink,
+    options: ConvertOptions,
+    *,
+    cache: ZtocCache | None = None,
+    validate: bool = True,
+    copy_image: bool = True,
+    on_event: Callable[[Event], None] | None = None,
+) -> ConversionResult:
+    """Index `source` and write the result to `sink`: v2 (an OCI index bundling the image and its
+    SOCI indexes) or v1 (the image unchanged plus SOCI indexes that refer to it). With
+    `copy_image=False` (v1 only, `socikit create`) only the SOCI artifacts are written."""
+    if not copy_image and options.index_version != "v1":
+        raise ValueError("copy_image=False is only meaningful for v1 indexes")
+    started = time.monotonic()
+    emit = on_event or (lambda event: None)
+    image = read_image(source, options)
+    all_layers = [layer for _, manifest, _ in image.selected for layer in manifest.layer_list]
+    outcomes = index_layers(
+        source, all_layers, span_size=options.span_size, min_layer_size=options.min_layer_size,
+        build_tool_identifier=options.build_tool_identifier, cache=cache, jobs=options.jobs, on_event=on_event,
+    )
+    ztoc_blobs: dict[str, bytes] = {}
+    soci_blobs: dict[str, bytes] = {}
+    platform_results: list[PlatformResult] = []
+    v2_indexes: list[tuple[Descriptor, Platform, Descriptor]] = []  # (manifest, platform, soci index)
+    for desc, manifest, platform in image.selected:
+        layer_outcomes = tuple(outcomes[layer.digest] for layer in manifest.layer_list)
+        ztoc_descs = []
+        for outcome in layer_outcomes:
+            if outcome.ztoc is None:
+                continue
+            ztoc_desc = descriptor_for(outcome.ztoc, mt.MEDIA_TYPE_ZTOC)
+            ztoc_blobs[ztoc_desc.digest] = outcome.ztoc
+            ztoc_descs.append(
+                ztoc_descriptor(ztoc_desc.digest, ztoc_desc.size, layer=outcome.layer, span_size=options.span_size)
+            )
+        soci_desc = None
+        if ztoc_descs:
+            subject = Descriptor(media_type=desc.media_type, digest=desc.digest, size=desc.size)
+            data, soci_desc = build_soci_index(
+                ztoc_descs,
+                version=options.index_version,
+                subject=subject if options.index_version == "v1" else None,
+                build_tool_identifier=options.build_tool_identifier,
+            )
+            soci_blobs[soci_desc.digest] = data
+            v2_indexes.append((desc, platform, soci_desc))
+        platform_results.append(PlatformResult(platform, desc, soci_desc, layer_outcomes))
+    if not soci_blobs:
+        raise ImageError(_nothing_indexed(platform_results, options))
+
+    emit(Message(f"writing {len(ztoc_blobs)} ztocs and {len(soci_blobs)} SOCI indexes"))
+    if copy_image:
+        _copy_image_blobs(source, sink, image)
+    for digest, data in ztoc_blobs.items():
+        sink.write_blob(descriptor_for(data, mt.MEDIA_TYPE_ZTOC), data)
+    empty = descriptor_for(mt.EMPTY_JSON_BLOB, mt.ARTIFACT_TYPE_SOCI_INDEX_V1)
+    sink.write_blob(empty, mt.EMPTY_JSON_BLOB)
+
+    if options.index_version == "v1":
+        if copy_image:
+            for digest, data in image.manifests.items():
+                sink.write_manifest(_manifest_desc(image, digest, data), data)
+            if image.index is not None:
+                sink.write_manifest(image.root, image.root_bytes)
+        for (desc, platform, soci_desc) in v2_indexes:
+            _write_referrer(sink, soci_desc, soci_blobs[soci_desc.digest], desc.with_changes(platform=platform))
+        if copy_image:
+            sink.tag(image.root)
+        result_desc = image.root
+    else:
+        for (_desc, _platform, soci_desc) in v2_indexes:
+            sink.write_manifest(soci_desc, soci_blobs[soci_desc.digest])
+        converted = convert_to_v2(
+            root=image.root,
+            root_bytes=image.root_bytes,
+            root_platform=image.root_platform,
+            manifests=image.manifests,
+            soci_indexes=v2_indexes,
+        )
+        for manifest_desc, data in converted.manifests:
+            sink.write_manifest(manifest_desc, data)
+        sink.write_manifest(converted.index, converted.index_bytes)
+        sink.tag(converted.index)
+        result_desc = converted.index
+        converted_by_source = dict(converted.manifest_map)
+        platform_results = [
+            PlatformResult(p.platform, p.manifest, p.soci_index, p.layers,
+                           converted_manifest=converted_by_source.get(p.manifest.digest))
+            for p in platform_results
+        ]
+    return ConversionResult(options.index_version, result_desc, tuple(platform_results), time.monotonic() - started)
+
+
+def _manifest_desc(image: _Image, digest: str, data: bytes) -> Descriptor:
+    if image.index is not None:
+        for entry in image.index.manifests:
+            if entry.digest == digest:
+                return Descriptor(media_type=entry.media_type, digest=digest, size=len(data))
+    return Descriptor(media_type=image.root.media_type, digest=digest, size=len(data))
+
+
+def _copy_image_blobs(source: ImageSource, sink: ImageSink, image: _Image) -> None:
+    """Configs and layers of every manifest of the image (destination gets the whole image)."""
+    seen: set[str] = set()
+    for data in image.manifests.values():
+        manifest = ImageManifest.from_json(data)
+        for blob in (manifest.config, *manifest.layer_list):
+            if blob.digest in seen:
+                continue
+            seen.add(blob.digest)
+            if not sink.has_blob(blob):
+                sink.copy_blob(blob, source)
+
+
+def _write_referrer(sink: ImageSink, desc: Descriptor, data: bytes, subject: Descriptor) -> None:
+    """A v1 SOCI index: in a registry through the Referrers API or its fallback tag, in an OCI
+    layout as an index.json entry carrying its artifactType."""
+    writer = getattr(sink, "write_referrer", None)
+    if writer is None:
+        raise ImageError(f"{type(sink).__name__} cannot store SOCI v1 indexes")
+    writer(desc, data, subject)
+
+
+def _nothing_indexed(platforms: list[PlatformResult], options: ConvertOptions) -> str:
+    sizes = [o.layer.size for p in platforms for o in p.layers]
+    reasons = {o.skipped for p in platforms for o in p.layers if o.skipped}
+    if sizes and all(o.skipped and "minimum layer size" in o.skipped for p in platforms for o in p.layers):
+        return (
+            f"no layer was indexed: every layer is smaller than --min-layer-size {options.min_layer_size} bytes "
+            f"(the largest is {max(sizes)} bytes); lower --min-layer-size to index small layers"
+        )
+    detail = "; ".join(sorted(reasons)) or "the image has no layers"
+    return f"no layer was indexed, so there is no SOCI index to write: {detail}"
