@@ -13,7 +13,7 @@ from rich.console import Console
 
 from socikit.errors import SocikitError
 
-stdout = Console(highlight=False, soft_wrap=True)
+stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

@@ -16,7 +16,9 @@ from socikit.cli.app import ztoc_app
 from socikit.cli.console import errors_to_exit, print_json, stdout
 from socikit.errors import LayerError, SocikitError, UnsupportedLayerError
 from socikit.oci import gojson
-from socikit.oci.digest import sha256_digest
+from socikit.oci.digest import is_digest, sha256_digest
+from socikit.pipeline.cache import default_root
+from socikit.pipeline.store import LocalStore
 from socikit.oci.mediatypes import DEFAULT_SPAN_SIZE, MEDIA_TYPE_OCI_LAYER_GZIP, compression_of_layer
 from socikit.ztoc.builder import build_ztoc
 from socikit.ztoc.extract import file_range_reader, read_file
@@ -97,7 +99,12 @@ def build_command(
             )
 
 
-def _load_ztoc(path: Path) -> tuple[bytes, object]:
+def _load_ztoc(path: Path, root: Path | None = None) -> tuple[bytes, object]:
+    """A ztoc file, or a ztoc digest in the local store."""
+    text = str(path)
+    if not path.exists() and is_digest(text):
+        data = LocalStore(root or default_root()).read_blob(text)
+        return data, loads(data)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -105,14 +112,39 @@ def _load_ztoc(path: Path) -> tuple[bytes, object]:
     return data, loads(data)
 
 
+Root = Annotated[
+    Optional[Path], typer.Option("--root", envvar="SOCIKIT_ROOT", help="Local store root, for ztoc digests.")
+]
+ZtocArg = Annotated[Path, typer.Argument(help="ztoc file, or the digest of a ztoc in the local store.")]
+
+
+@ztoc_app.command("list")
+def list_command(
+    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    root: Root = None,
+) -> None:
+    """List the ztocs of the SOCI indexes in the local store."""
+    with errors_to_exit():
+        rows = [{"digest": d.digest, "size": d.size, "layer_digest": layer}
+                for d, layer in LocalStore(root or default_root()).ztocs()]
+        if json_output:
+            print_json(rows)
+            return
+        table = Table("DIGEST", "SIZE", "LAYER DIGEST", box=None)
+        for row in rows:
+            table.add_row(row["digest"], str(row["size"]), row["layer_digest"])
+        stdout.print(table)
+
+
 @ztoc_app.command("info")
 def info_command(
-    ztoc: Annotated[Path, typer.Argument(help="ztoc file.", dir_okay=False)],
+    ztoc: ZtocArg,
     json_output: Annotated[bool, typer.Option("--json", help="Print the reference's JSON document.")] = False,
+    root: Root = None,
 ) -> None:
     """Show a ztoc's fields and the span range of every file."""
     with errors_to_exit():
-        data, value = _load_ztoc(ztoc)
+        data, value = _load_ztoc(ztoc, root)
         info = ztoc_info(value, size=len(data))  # type: ignore[arg-type]
         if json_output:
             sys.stdout.write(gojson.dumps_indent(info).decode("utf-8") + "\n")
@@ -131,16 +163,17 @@ def info_command(
 
 @ztoc_app.command("get-file")
 def get_file_command(
-    ztoc: Annotated[Path, typer.Argument(help="ztoc file.", dir_okay=False)],
+    ztoc: ZtocArg,
     blob: Annotated[Path, typer.Argument(help="The layer blob the ztoc was built from.", dir_okay=False)],
     path: Annotated[str, typer.Argument(help="Path of the file inside the layer.")],
     output: Annotated[
         Optional[Path], typer.Option("--output", "-o", help="Write here (atomically) instead of stdout.")
     ] = None,
+    root: Root = None,
 ) -> None:
     """Extract one file from a layer by decompressing only the spans that hold it."""
     with errors_to_exit():
-        _, value = _load_ztoc(ztoc)
+        _, value = _load_ztoc(ztoc, root)
         try:
             with open(blob, "rb") as stream:
                 content = read_file(value, file_range_reader(stream), path)  # type: ignore[arg-type]

@@ -144,6 +144,10 @@ class RegistrySink:
         self.client.put_manifest(self.repo, desc.digest, data, desc.media_type)
         self._manifests[desc.digest] = (data, desc.media_type)
 
+    def write_referrer(self, desc: Descriptor, data: bytes, subject: Descriptor) -> None:
+        """A manifest with a `subject` (SOCI v1 index): Referrers API, or the fallback tag."""
+        self.client.push_referrer(self.repo, data, desc, subject.digest)
+
     def tag(self, desc: Descriptor) -> None:
         if not self.tag_name:
             return
