@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -14,8 +14,9 @@ from socikit.cli.progress import MODES, ProgressRenderer
 from socikit.cli.registry_options import CertDir, PlainHttp, TlsVerify, User, registry_options
 from socikit.oci import mediatypes as mt
 from socikit.pipeline.cache import ZtocCache, default_root
-from socikit.pipeline.convert import ConversionResult, ConvertOptions
-from socikit.pipeline.run import run_convert, run_create
+
+if TYPE_CHECKING:
+    from socikit.pipeline.convert import ConversionResult
 
 Platforms = Annotated[
     Optional[list[str]],
@@ -89,6 +90,9 @@ def convert_command(
     if all_platforms and platform:
         raise typer.BadParameter("--all-platforms and --platform exclude each other")
     _check_progress(progress)
+    from socikit.pipeline.convert import ConvertOptions
+    from socikit.pipeline.run import run_convert
+
     options = ConvertOptions(
         index_version="v1" if v1 else "v2", platforms=tuple(platform or ()), all_platforms=all_platforms,
         span_size=span_size, min_layer_size=min_layer_size, build_tool_identifier=build_tool_id, jobs=jobs,
@@ -125,6 +129,9 @@ def create_command(
     if all_platforms and platform:
         raise typer.BadParameter("--all-platforms and --platform exclude each other")
     _check_progress(progress)
+    from socikit.pipeline.convert import ConvertOptions
+    from socikit.pipeline.run import run_create
+
     options = ConvertOptions(
         index_version="v1", platforms=tuple(platform or ()), all_platforms=all_platforms,
         span_size=span_size, min_layer_size=min_layer_size, build_tool_identifier=build_tool_id, jobs=jobs,

@@ -16,7 +16,6 @@ from socikit.errors import ImageError
 from socikit.oci import gojson
 from socikit.pipeline.cache import default_root
 from socikit.pipeline.store import LocalStore, index_summary
-from socikit.pipeline.remote import list_remote_indexes
 
 Root = Annotated[
     Optional[Path], typer.Option("--root", help="Local store root (default: $SOCIKIT_ROOT, /var/lib/socikit "
@@ -41,6 +40,8 @@ def list_command(
     """List SOCI indexes in the local store (or, with --remote, in a registry)."""
     with errors_to_exit():
         if remote:
+            from socikit.pipeline.remote import list_remote_indexes
+
             rows = list_remote_indexes(remote, registry_options(plain_http, tls_verify, cert_dir, user))
         else:
             rows = [index_summary(s) for s in LocalStore(root or default_root()).indexes(ref=ref)]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from socikit.registry.store import RegistryOptions
+if TYPE_CHECKING:
+    from socikit.registry.store import RegistryOptions
 
 PlainHttp = Annotated[bool, typer.Option("--plain-http", help="Talk HTTP, not HTTPS, to registries.")]
 TlsVerify = Annotated[
@@ -25,6 +26,8 @@ User = Annotated[
 
 def registry_options(plain_http: bool, tls_verify: str, cert_dir: Path | None, user: str | None) -> RegistryOptions:
     """Build RegistryOptions from the flags, prompting (hidden input) for a missing password."""
+    from socikit.registry.store import RegistryOptions  # deferred: the registry stack is slow to import
+
     verify = tls_verify.strip().lower()
     if verify not in ("true", "false", "1", "0", "yes", "no"):
         raise typer.BadParameter("--tls-verify takes true or false")

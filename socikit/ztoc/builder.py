@@ -81,17 +81,16 @@ def build_ztoc(
 
 
 class _Digester:
-    """Runs beside the inflate loop on a second thread: blob digest, span digests and the tar TOC.
+    """Runs beside the inflate loop on a second thread: the blob digest and the span digests.
 
-    The inflating thread hands over immutable bytes in stream order: ("out", data) uncompressed
-    bytes for the TOC, ("in", chunk, start, cuts) compressed bytes together with the checkpoints
-    found inside them. hashlib drops the GIL for large buffers and ctypes drops it during inflate,
-    so both cores work on one layer; the queue bound keeps memory constant."""
+    The inflating thread hands over each compressed input chunk with the checkpoints found inside
+    it, ("in", chunk, start, cuts), in stream order. hashlib and ctypes both drop the GIL, so
+    hashing and inflating proceed on two cores; the queue bound keeps memory constant. (The TOC is
+    parsed on the inflating thread: pure-Python work on a second thread costs more in GIL
+    hand-offs than it saves — measured in docs/performance.md.)"""
 
     def __init__(self) -> None:
         self.queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(maxsize=8)
-        self.toc = TocBuilder()
-        self.toc_open = True
         self.blob_hash = hashlib.sha256()
         self.span_hash: Any = None
         self.span_digests: list[str] = []
@@ -104,11 +103,7 @@ class _Digester:
             while (item := self.queue.get()) is not None:
                 if self.error is not None:
                     continue  # drain so the producer never blocks
-                if item[0] == "out":
-                    if self.toc_open:
-                        self.toc_open = self.toc.feed(item[1])
-                else:
-                    self._hash_input(item[1], item[2], item[3])
+                self._hash_input(item[1], item[2], item[3])
         except BaseException as exc:  # handed to the producing thread
             self.error = exc
             while self.queue.get() is not None:
@@ -151,8 +146,9 @@ class _GzipPass:
 
     def run(self, stream: BinaryIO):  # type: ignore[no-untyped-def]
         digester = _Digester()
+        toc = TocBuilder()
         try:
-            checkpoints, total_read = self._inflate(stream, digester)
+            checkpoints, total_read = self._inflate(stream, digester, toc)
         except BaseException:
             with contextlib.suppress(BaseException):
                 digester.close()
@@ -161,7 +157,7 @@ class _GzipPass:
         if digester.span_hash is None:
             raise CompressedDataError("no deflate data found (not a gzip stream?)")
         digester.span_digests.append("sha256:" + digester.span_hash.hexdigest())
-        toc_result = digester.toc.finish()
+        toc_result = toc.finish()
         info = CompressionInfo(
             compression_algorithm=ALGORITHM_GZIP,
             max_span_id=len(checkpoints) - 1,
@@ -170,13 +166,15 @@ class _GzipPass:
         )
         return info, toc_result, "sha256:" + digester.blob_hash.hexdigest(), total_read
 
-    def _inflate(self, stream: BinaryIO, digester: _Digester) -> tuple[list[Checkpoint], int]:
+    def _inflate(self, stream: BinaryIO, digester: _Digester, toc: TocBuilder) -> tuple[list[Checkpoint], int]:
         span_size = self.span_size
         checkpoints: list[Checkpoint] = []
         out_buf = ctypes.create_string_buffer(WINDOW_SIZE + OUTPUT_AREA)  # zeroed: the initial window
         out_view = memoryview(out_buf).cast("B")
         out_addr = ctypes.addressof(out_buf)
         put = digester.put
+        feed_toc = toc.feed
+        toc_open = True
         with _zran.Inflater(_zran.WINDOW_BITS_AUTO) as inflater:
             lib, strm, ref = inflater.lib, inflater.strm, inflater.ref
             inflate, z_block = lib.inflate, _zran.Z_BLOCK
@@ -206,7 +204,8 @@ class _GzipPass:
                             raise CompressedDataError(_zran.error_text(ret, strm))
                         member_ended = False
                     if strm.avail_out == 0:
-                        put(("out", bytes(out_view[handed:pos])))
+                        if toc_open:
+                            toc_open = feed_toc(out_view[handed:pos])
                         out_view[:WINDOW_SIZE] = out_view[OUTPUT_AREA : OUTPUT_AREA + WINDOW_SIZE]
                         pos = handed = WINDOW_SIZE
                         strm.next_out = out_addr + pos
@@ -236,7 +235,8 @@ class _GzipPass:
                         )
                         last = totout
                 if pos > handed:
-                    put(("out", bytes(out_view[handed:pos])))
+                    if toc_open:
+                        toc_open = feed_toc(out_view[handed:pos])
                     handed = pos
                 put(("in", chunk, chunk_start, cuts))
         return checkpoints, total_read

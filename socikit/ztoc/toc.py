@@ -10,6 +10,7 @@ are buffered. One FileMetadata per entry Go's `Next()` returns, in tar order, wi
 from __future__ import annotations
 
 import re
+import struct
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -29,6 +30,9 @@ _DECIMAL = re.compile(rb"\A[+-]?[0-9]+\Z")
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 _V7, _USTAR, _STAR, _GNU = "v7", "ustar", "star", "gnu"
+# name, mode, uid, gid, size, mtime, chksum, typeflag, linkname, magic+version, uname, gname,
+# devmajor, devminor: the fixed fields of a ustar-family header block.
+_HEADER_FIELDS = struct.Struct("100s8s8s8s12s12s8s1s100s8s32s32s8s8s")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +51,15 @@ def _cstring(field: bytes) -> bytes:
 
 
 def _octal(field: bytes) -> int:
-    digits = _cstring(field.strip(b" \0"))
+    digits = field.strip(b" \0")
+    nul = digits.find(b"\0")
+    if nul >= 0:
+        digits = digits[:nul]
     if not digits:
         return 0
-    if not digits.isdigit() or b"8" in digits or b"9" in digits:
+    if not digits.isdigit():  # int() alone would accept '_', signs and inner spaces
         raise ValueError(f"invalid octal field {field!r}")
-    value = int(digits, 8)
+    value = int(digits, 8)  # raises for 8 and 9
     if value >> 64:
         raise ValueError(f"octal field {field!r} overflows")
     return value if value <= _INT64_MAX else value - (1 << 64)  # Go: int64(uint64)
@@ -60,6 +67,8 @@ def _octal(field: bytes) -> int:
 
 def _numeric(field: bytes) -> int:
     """Go's parseNumeric: base-256 two's complement when the high bit is set, else octal."""
+    if field[:1] < b"\x80":
+        return _octal(field)
     if field and field[0] & 0x80:
         negative = bool(field[0] & 0x40)
         value = 0
@@ -248,22 +257,23 @@ class TocBuilder:
     def _header(self, blk: bytes) -> None:
         offset = self._pos - BLOCK
         fmt = self._format(blk, offset)
+        (name_f, mode_f, uid_f, gid_f, size_f, mtime_f, _chk, typeflag, link_f, _magic, uname_f, gname_f,
+         major_f, minor_f) = _HEADER_FIELDS.unpack_from(blk)
         try:
-            name = _cstring(blk[0:100])
-            mode = _numeric(blk[100:108])
-            uid = _numeric(blk[108:116])
-            gid = _numeric(blk[116:124])
-            size = _numeric(blk[124:136])
-            mtime = _numeric(blk[136:148])
-            typeflag = blk[156:157]
-            linkname = _cstring(blk[157:257])
+            name = _cstring(name_f)
+            mode = _numeric(mode_f)
+            uid = _numeric(uid_f)
+            gid = _numeric(gid_f)
+            size = _numeric(size_f)
+            mtime = _numeric(mtime_f)
+            linkname = _cstring(link_f)
             uname = gname = b""
             devmajor = devminor = 0
             if fmt != _V7:
-                uname = _cstring(blk[265:297])
-                gname = _cstring(blk[297:329])
-                devmajor = _numeric(blk[329:337])
-                devminor = _numeric(blk[337:345])
+                uname = _cstring(uname_f)
+                gname = _cstring(gname_f)
+                devmajor = _numeric(major_f)
+                devminor = _numeric(minor_f)
                 prefix = b""
                 if fmt == _USTAR:
                     prefix = _cstring(blk[345:500])
