@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 if TYPE_CHECKING:
-    from socikit.registry.store import RegistryOptions
+    from socikit.registry.options import RegistryOptions
 
 PlainHttp = Annotated[bool, typer.Option("--plain-http", help="Talk HTTP, not HTTPS, to registries.")]
 TlsVerify = Annotated[
@@ -26,7 +26,7 @@ User = Annotated[
 
 def registry_options(plain_http: bool, tls_verify: str, cert_dir: Path | None, user: str | None) -> RegistryOptions:
     """Build RegistryOptions from the flags, prompting (hidden input) for a missing password."""
-    from socikit.registry.store import RegistryOptions  # deferred: the registry stack is slow to import
+    from socikit.registry.options import RegistryOptions  # deferred: the registry stack is slow to import
 
     verify = tls_verify.strip().lower()
     if verify not in ("true", "false", "1", "0", "yes", "no"):

@@ -7,6 +7,7 @@ every entry it had except the one being retagged.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -37,6 +38,10 @@ def _read_index_json(root: Path) -> dict[str, Any]:
     return data
 
 
+def _open_layout_blob(root: str, desc: Descriptor) -> BinaryIO:
+    return LayoutSource(root).open_blob(desc)
+
+
 class LayoutSource:
     """`oci:DIR[:TAG|@DIGEST]` as an ImageSource."""
 
@@ -46,6 +51,8 @@ class LayoutSource:
         self.digest = digest
         if not (self.root / "oci-layout").exists() and not (self.root / "index.json").exists():
             raise ImageError(f"{self.root} is not an OCI image layout (no oci-layout or index.json)")
+        # A picklable `desc -> stream` callable that works in another process.
+        self.blob_opener = functools.partial(_open_layout_blob, str(self.root))
 
     def entries(self) -> list[Descriptor]:
         return [Descriptor.from_json(m) for m in _read_index_json(self.root).get("manifests") or []]
@@ -129,6 +136,8 @@ class LayoutSink:
     def copy_blob(self, desc: Descriptor, source: ImageSource) -> None:
         if self.has_blob(desc):
             return
+        if isinstance(source, LayoutSource) and self._link_from(source, desc):
+            return
         stream = source.open_blob(desc)
         try:
             digest = hashlib.sha256()
@@ -142,6 +151,22 @@ class LayoutSink:
                     raise DigestMismatchError(f"blob {desc.digest} read from the source has another digest or size")
         finally:
             stream.close()
+
+    def _link_from(self, source: LayoutSource, desc: Descriptor) -> bool:
+        """Hard-link a blob from another layout on the same filesystem: blobs are immutable and
+        content-addressed, so sharing the inode is safe and costs no copy. False if not possible."""
+        src = source.blob_path(desc.digest)
+        try:
+            if src.stat().st_size != desc.size:
+                return False
+            target = self.blob_path(desc.digest)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.link")
+            os.link(src, tmp)
+            os.replace(tmp, target)
+            return True
+        except OSError:
+            return False
 
     def write_manifest(self, desc: Descriptor, data: bytes) -> None:
         self.write_blob(desc, data)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from socikit.content.base import ImageSink, ImageSource
 from socikit.content.reference import ImageReference, parse_reference
 from socikit.errors import ImageReferenceError
-from socikit.registry.store import RegistryOptions
+
+if TYPE_CHECKING:  # the registry stack (requests, oras) is imported only when a registry is used
+    from socikit.registry.options import RegistryOptions
 
 
 def open_source(ref: ImageReference | str, *, registry_options: RegistryOptions | None = None) -> ImageSource:

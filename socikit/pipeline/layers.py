@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from socikit.content.base import ImageSource
 from socikit.errors import ImageError, SocikitError
@@ -97,6 +99,28 @@ def index_layer(
     )
 
 
+def _build_in_worker(
+    opener: Callable[[Descriptor], Any], layer: Descriptor, span_size: int, build_tool_identifier: str
+) -> tuple[bytes, int, int, float]:
+    """Runs in a worker process: stream one layer through the builder, return the ztoc bytes."""
+    started = time.monotonic()
+    algorithm = compression_of_layer(layer.media_type)
+    try:
+        stream = opener(layer)
+        try:
+            result = build_ztoc(
+                stream, algorithm=algorithm or "", span_size=span_size, build_tool_identifier=build_tool_identifier,
+                expected_digest=layer.digest, expected_size=layer.size,
+            )
+        finally:
+            stream.close()
+    except SocikitError as exc:
+        raise type(exc)(f"layer {layer.digest}: {exc}") from None
+    except OSError as exc:
+        raise ImageError(f"layer {layer.digest}: {exc.strerror or exc}") from None
+    return dumps(result.ztoc), result.ztoc.compression_info.num_spans, len(result.ztoc.toc), time.monotonic() - started
+
+
 def index_layers(
     source: ImageSource,
     layers: Iterable[Descriptor],
@@ -125,6 +149,17 @@ def index_layers(
         emit(LayerFinished(outcome=outcome))
         return outcome
 
+    opener = getattr(source, "blob_opener", None)
+    to_build = [
+        layer for layer in unique.values()
+        if skip_reason(layer, min_layer_size=min_layer_size) is None
+        and (cache is None or cache.get(layer.digest, layer.size, span_size, build_tool_identifier) is None)
+    ]
+    if jobs > 1 and len(to_build) > 1 and opener is not None:
+        return _index_in_processes(
+            source, unique, to_build, opener, span_size=span_size, min_layer_size=min_layer_size,
+            build_tool_identifier=build_tool_identifier, cache=cache, jobs=jobs, emit=emit,
+        )
     outcomes: dict[str, LayerOutcome] = {}
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="socikit-layer") as pool:
         futures = {digest: pool.submit(work, layer) for digest, layer in unique.items()}
@@ -136,3 +171,53 @@ def index_layers(
                 future.cancel()
             raise
     return outcomes
+
+
+def _index_in_processes(
+    source: ImageSource,
+    unique: dict[str, Descriptor],
+    to_build: list[Descriptor],
+    opener: Callable[[Descriptor], Any],
+    *,
+    span_size: int,
+    min_layer_size: int,
+    build_tool_identifier: str,
+    cache: ZtocCache | None,
+    jobs: int,
+    emit: Callable[[Event], None],
+) -> dict[str, LayerOutcome]:
+    """Build several layers on worker processes. The builder's Python parts (tar headers, loop
+    glue) hold the GIL, so threads serialize on it; processes give each layer a core of its own.
+    Skipped and cached layers are settled here without a worker."""
+    outcomes: dict[str, LayerOutcome] = {}
+    building = {layer.digest for layer in to_build}
+    for digest, layer in unique.items():
+        if digest not in building:
+            emit(LayerStarted(layer=layer))
+            outcomes[digest] = index_layer(
+                source, layer, span_size=span_size, min_layer_size=min_layer_size,
+                build_tool_identifier=build_tool_identifier, cache=cache,
+            )
+            emit(LayerFinished(outcome=outcomes[digest]))
+    # Largest first: the longest job starts earliest, so the pool finishes together.
+    order = sorted(to_build, key=lambda layer: layer.size, reverse=True)
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(order)), mp_context=context) as pool:
+        futures = {}
+        for layer in order:
+            emit(LayerStarted(layer=layer))
+            futures[layer.digest] = pool.submit(_build_in_worker, opener, layer, span_size, build_tool_identifier)
+        try:
+            for layer in order:
+                data, spans, files, seconds = futures[layer.digest].result()
+                if cache is not None:
+                    cache.put(layer.digest, span_size, build_tool_identifier, data)
+                outcomes[layer.digest] = LayerOutcome(
+                    layer=layer, ztoc=data, skipped=None, spans=spans, files=files, seconds=seconds
+                )
+                emit(LayerFinished(outcome=outcomes[layer.digest]))
+        except BaseException:
+            for future in futures.values():
+                future.cancel()
+            raise
+    return {digest: outcomes[digest] for digest in unique}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from socikit.content.open import open_sink, open_source
 from socikit.content.reference import parse_reference
@@ -14,7 +15,9 @@ from socikit.pipeline.cache import ZtocCache
 from socikit.pipeline.convert import ConversionResult, ConvertOptions, convert_image
 from socikit.pipeline.events import Event
 from socikit.pipeline.store import LocalStore
-from socikit.registry.store import RegistryOptions
+
+if TYPE_CHECKING:
+    from socikit.registry.options import RegistryOptions
 
 
 def run_convert(

@@ -8,7 +8,9 @@ again skips every blob already present (HEAD before upload).
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -19,22 +21,11 @@ from socikit.oci.descriptor import Descriptor
 from socikit.oci.digest import sha256_digest
 from socikit.registry.auth import Credentials, load_docker_credentials
 from socikit.registry.client import RegistryClient
+from socikit.registry.options import RegistryOptions
 
 # Blobs `read_blob` will hold in memory (manifests, configs, ztocs); layers go through open_blob.
 MAX_READ_BLOB = 256 << 20
 _MANIFEST_TYPES = mt.MANIFEST_MEDIA_TYPES | mt.INDEX_MEDIA_TYPES
-
-
-@dataclass(frozen=True, slots=True)
-class RegistryOptions:
-    """How to reach and authenticate to a registry. `password` never shows in `repr`."""
-
-    plain_http: bool = False
-    tls_verify: bool = True
-    cert_dir: str | None = None
-    user: str | None = None
-    password: str | None = field(default=None, repr=False)
-    docker_config: str | os.PathLike[str] | None = None
 
 
 def credentials_for(host: str, options: RegistryOptions) -> Credentials | None:
@@ -68,6 +59,8 @@ class RegistrySource:
         self.reference = reference
         self._owns_client = owns_client
         self._resolved: Descriptor | None = None
+        # A picklable `desc -> stream` callable that works in another process, when known.
+        self.blob_opener: Callable[[Descriptor], BinaryIO] | None = None
 
     def __repr__(self) -> str:
         return f"RegistrySource({self.client.host}/{self.repo}:{self.reference})"
@@ -172,8 +165,16 @@ class RegistrySink:
 def open_registry_source(host: str, repository: str, tag: str | None = None, digest: str | None = None,
                          options: RegistryOptions | None = None) -> RegistrySource:
     """An ImageSource for `host/repository` at `digest` (preferred) or `tag` (default "latest")."""
-    return RegistrySource(open_registry_client(host, options), repository, _reference(tag, digest),
-                          owns_client=True)
+    source = RegistrySource(open_registry_client(host, options), repository, _reference(tag, digest),
+                            owns_client=True)
+    source.blob_opener = functools.partial(_open_blob_in_new_client, host, repository, options)
+    return source
+
+
+def _open_blob_in_new_client(host: str, repository: str, options: RegistryOptions | None,
+                             desc: Descriptor) -> BinaryIO:
+    """Open a blob stream with a client of its own (used from worker processes)."""
+    return open_registry_client(host, options).get_blob_stream(repository, desc)
 
 
 def open_registry_sink(host: str, repository: str, tag: str | None = None, digest: str | None = None,
