@@ -114,7 +114,7 @@ def read_image(source: ImageSource, options: ConvertOptions) -> _Image:
     if root.media_type in mt.INDEX_MEDIA_TYPES:
         index = ImageIndex.from_json(root_bytes)
         candidates: list[tuple[Descriptor, Platform]] = []
-        for entry in index.manifests:
+        for entry in index.entries:
             if entry.media_type not in mt.MANIFEST_MEDIA_TYPES:
                 continue
             try:
@@ -218,29 +218,8 @@ def convert_image(
         platform_results.append(PlatformResult(platform, desc, soci_desc, layer_outcomes))
     if not soci_blobs:
         raise ImageError(_nothing_indexed(platform_results, options))
-
-    emit(Message(f"writing {len(ztoc_blobs)} ztocs and {len(soci_blobs)} SOCI indexes"))
-    if copy_image:
-        _copy_image_blobs(source, sink, image)
-    for digest, data in ztoc_blobs.items():
-        sink.write_blob(descriptor_for(data, mt.MEDIA_TYPE_ZTOC), data)
-    empty = descriptor_for(mt.EMPTY_JSON_BLOB, mt.ARTIFACT_TYPE_SOCI_INDEX_V1)
-    sink.write_blob(empty, mt.EMPTY_JSON_BLOB)
-
-    if options.index_version == "v1":
-        if copy_image:
-            for digest, data in image.manifests.items():
-                sink.write_manifest(_manifest_desc(image, digest, data), data)
-            if image.index is not None:
-                sink.write_manifest(image.root, image.root_bytes)
-        for (desc, platform, soci_desc) in v2_indexes:
-            _write_referrer(sink, soci_desc, soci_blobs[soci_desc.digest], desc.with_changes(platform=platform))
-        if copy_image:
-            sink.tag(image.root)
-        result_desc = image.root
-    else:
-        for (_desc, _platform, soci_desc) in v2_indexes:
-            sink.write_manifest(soci_desc, soci_blobs[soci_desc.digest])
+    converted = None
+    if options.index_version == "v2":
         converted = convert_to_v2(
             root=image.root,
             root_bytes=image.root_bytes,
@@ -248,23 +227,55 @@ def convert_image(
             manifests=image.manifests,
             soci_indexes=v2_indexes,
         )
-        for manifest_desc, data in converted.manifests:
-            sink.write_manifest(manifest_desc, data)
-        sink.write_manifest(converted.index, converted.index_bytes)
-        sink.tag(converted.index)
-        result_desc = converted.index
-        converted_by_source = dict(converted.manifest_map)
-        platform_results = [
-            PlatformResult(p.platform, p.manifest, p.soci_index, p.layers,
-                           converted_manifest=converted_by_source.get(p.manifest.digest))
-            for p in platform_results
-        ]
-    return ConversionResult(options.index_version, result_desc, tuple(platform_results), time.monotonic() - started)
+    if validate:
+        # Everything is checked before the first byte is written.
+        from socikit.validate.prewrite import validate_converted_index, validate_soci_index
+
+        for data in soci_blobs.values():
+            validate_soci_index(data, options.index_version)
+        if converted is not None:
+            validate_converted_index(converted.index_bytes, {d.digest: b for d, b in converted.manifests})
+
+    emit(Message(f"writing {len(ztoc_blobs)} ztocs and {len(soci_blobs)} SOCI indexes"))
+    if copy_image:
+        _copy_image_blobs(source, sink, image)
+    for data in ztoc_blobs.values():
+        sink.write_blob(descriptor_for(data, mt.MEDIA_TYPE_ZTOC), data)
+    empty = descriptor_for(mt.EMPTY_JSON_BLOB, mt.ARTIFACT_TYPE_SOCI_INDEX_V1)
+    sink.write_blob(empty, mt.EMPTY_JSON_BLOB)
+
+    if converted is None:  # v1: the image unchanged, SOCI indexes refer to it
+        if copy_image:
+            for digest, data in image.manifests.items():
+                sink.write_manifest(_manifest_desc(image, digest, data), data)
+            if image.index is not None:
+                sink.write_manifest(image.root, image.root_bytes)
+        for desc, platform, soci_desc in v2_indexes:
+            _write_referrer(sink, soci_desc, soci_blobs[soci_desc.digest], desc.with_changes(platform=platform))
+        if copy_image:
+            sink.tag(image.root)
+        return ConversionResult(options.index_version, image.root, tuple(platform_results),
+                                time.monotonic() - started)
+
+    for _desc, _platform, soci_desc in v2_indexes:
+        sink.write_manifest(soci_desc, soci_blobs[soci_desc.digest])
+    for manifest_desc, data in converted.manifests:
+        sink.write_manifest(manifest_desc, data)
+    sink.write_manifest(converted.index, converted.index_bytes)
+    sink.tag(converted.index)
+    converted_by_source = dict(converted.manifest_map)
+    platform_results = [
+        PlatformResult(p.platform, p.manifest, p.soci_index, p.layers,
+                       converted_manifest=converted_by_source.get(p.manifest.digest))
+        for p in platform_results
+    ]
+    return ConversionResult(options.index_version, converted.index, tuple(platform_results),
+                            time.monotonic() - started)
 
 
 def _manifest_desc(image: _Image, digest: str, data: bytes) -> Descriptor:
     if image.index is not None:
-        for entry in image.index.manifests:
+        for entry in image.index.entries:
             if entry.digest == digest:
                 return Descriptor(media_type=entry.media_type, digest=digest, size=len(data))
     return Descriptor(media_type=image.root.media_type, digest=digest, size=len(data))

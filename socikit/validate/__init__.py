@@ -1,0 +1,1 @@
+"""Validation of SOCI artifacts: JSON Schemas (`schemas/`), Go-canonical bytes, cross-links."""
