@@ -1,484 +1,662 @@
-"""ztoc <-> flatbuffer bytes, byte-identical to the reference's Go builder (fact sheet §1.2–1.3).
+"""ztoc value <-> flatbuffer bytes (SOCI ztoc v0.9, reference `ztoc/ztoc_marshaler.go`).
 
-The Go code builds the buffer back to front with `flatbuffers.NewBuilder(0)` in a fixed call
-order; the bytes (padding, vtable sharing) follow from that order. `dumps` replays the same order
-with a specialised builder: each table's layout depends only on which slots it sets and on the
-buffer's alignment when it starts, so layouts are computed once and cached, and a table is then
-one `struct.pack`. `loads` is a bounds-checked reader that needs no generated code.
+`dumps` must give the exact bytes of the reference, whose digest names the ztoc blob. The Go code
+drives `flatbuffers.NewBuilder(0)` in a fixed call order (fact sheet §1.3); every byte (padding,
+shared vtables, the root offset) follows from that order and from the Go builder's rules, which
+`_BackBuffer` replays:
+
+* the buffer grows from the back; "position" below is Go's `Offset()`, the number of bytes
+  written so far, so a position never changes once an object is written;
+* `Prep(size, extra)` pads with zeros so that after `extra` more bytes the position is a multiple
+  of `size`, and remembers the largest `size` seen (`minalign`), which `Finish` aligns to;
+* a table is its fields in the order they were added (scalars equal to their default are not
+  added), an int32 vtable offset, then a vtable of uint16s (vtable size, object size, one entry
+  per field up to the last one present) -- unless an earlier vtable has the same field entries,
+  in which case the table points at that one. Go compares field entries only, not the object size.
+
+A FileMetadata table's layout depends only on which scalar slots are non-zero and on the buffer's
+alignment mod 8 when it starts, so layouts are computed once and each entry costs a few dict
+lookups and one `struct.pack`. `loads` is a bounds-checked reader that needs no generated code.
 """
 
 from __future__ import annotations
 
 import struct
-from typing import Any
+from collections.abc import Iterable, Sequence
+from operator import itemgetter
 
 from socikit.errors import ZtocFormatError
 from socikit.ztoc.model import ALGORITHM_GZIP, ALGORITHM_UNCOMPRESSED, CompressionInfo, FileMetadata, Ztoc
 
-_SIZES = {"u": 4, "q": 8, "I": 4, "i": 4, "b": 1}
+__all__ = ["dumps", "loads", "tar_header_offsets", "TAR_BLOCK_SIZE"]
+
+TAR_BLOCK_SIZE = 512
+
+# CompressionAlgorithm enum of the schema; Gzip is the field's default, so it is never written.
 _ALGORITHM_CODES = {ALGORITHM_GZIP: 1, ALGORITHM_UNCOMPRESSED: 2}
-_ALGORITHM_NAMES = {v: k for k, v in _ALGORITHM_CODES.items()}
-_DEFAULT_ALGORITHM = 1
+_ALGORITHM_NAMES = {code: name for name, code in _ALGORITHM_CODES.items()}
+_DEFAULT_ALGORITHM_CODE = 1
+
+# Field kinds: "u" offset to a string/vector/table (uint32), "q" int64, "I" uint32, "i" int32, "b" int8.
+_WIDTH = {"u": 4, "q": 8, "I": 4, "i": 4, "b": 1}
+_STRUCT_CODE = {"u": "I", "q": "q", "I": "I", "i": "i", "b": "b"}
+
+# FileMetadata slot kinds, by slot id (= field index of the model's FileMetadata tuple).
+_FM_KINDS = ("u", "u", "q", "q", "u", "q", "I", "I", "u", "u", "u", "q", "q", "u")
+_FM_SCALAR_SLOTS = (2, 3, 5, 6, 7, 11, 12)
+_FM_STRING_SLOTS = (0, 1, 4, 8, 9, 10)
+_FM_OFFSET_SLOTS = (0, 1, 4, 8, 9, 10, 13)  # strings + the xattrs vector
+
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+_U16X2 = struct.Struct("<HH")
+_ZERO_PADS = tuple(b"\0" * i for i in range(16))
+
+
+# ---------------------------------------------------------------------------------------------
+# Table layouts
 
 
 class _Layout:
-    """Where each slot of a table lands, for one slot set and one starting alignment."""
+    """Byte layout of a table whose slots are added in `slots` order, starting at a position
+    congruent to `start_mod8` modulo 8 (the only thing the padding depends on).
 
-    __slots__ = ("fmt", "deltas", "uoffs", "vtable_key", "object_size", "kinds", "max_align", "vtable")
+    `pack(soffset, *values_in_memory_order)` gives the table bytes; `deltas[i]` is the position of
+    the i-th added field relative to the table's start position (after it has been written)."""
 
-    def __init__(self, slots: tuple[tuple[int, str], ...], start: int) -> None:
-        sz = start
-        pieces: list[str] = []
+    __slots__ = ("pack", "deltas", "key", "object_size", "vtable", "max_align", "order")
+
+    def __init__(self, slots: Sequence[tuple[int, str]], start_mod8: int) -> None:
+        pos = start_mod8
+        codes: list[str] = []
         deltas: list[int] = []
+        max_align = 1
         for _slot, kind in slots:
-            size = _SIZES[kind]
-            pad = -sz % size
-            sz += pad + size
-            pieces.append(("I" if kind == "u" else kind) + "x" * pad)
-            deltas.append(sz - start)
-        pad4 = -sz % 4
-        object_offset = sz + pad4 + 4
-        self.object_size = object_offset - start
-        entries = [0] * (max((s for s, _ in slots), default=-1) + 1)
-        for (slot, _kind), delta in zip(slots, deltas):
-            entries[slot] = object_offset - (start + delta)
-        while entries and entries[-1] == 0:
+            width = _WIDTH[kind]
+            max_align = max(max_align, width)
+            pad = -pos % width
+            pos += pad + width
+            codes.append(_STRUCT_CODE[kind] + "x" * pad)  # padding lies after the field in memory
+            deltas.append(pos - start_mod8)
+        soffset_pad = -pos % 4
+        object_end = pos + soffset_pad + 4  # position of the table itself
+        self.object_size = object_end - start_mod8
+        entries = [0] * (max((slot for slot, _ in slots), default=-1) + 1)
+        for (slot, _kind), delta in zip(slots, deltas, strict=True):
+            entries[slot] = self.object_size - delta
+        while entries and entries[-1] == 0:  # Go trims trailing absent fields
             entries.pop()
-        self.vtable_key = tuple(entries)
-        self.fmt = struct.Struct("<i" + "x" * pad4 + "".join(reversed(pieces)))
-        self.deltas = deltas
-        self.kinds = tuple(kind for _, kind in slots)
-        # (index, delta) of the offset-typed slots: their stored value is relative to their position.
-        self.uoffs = tuple((i, d) for i, ((_, k), d) in enumerate(zip(slots, deltas)) if k == "u")
-        self.max_align = max((_SIZES[k] for k in self.kinds), default=1)
-        n = len(self.vtable_key)
-        self.vtable = struct.pack(f"<HH{n}H", 2 * (n + 2), self.object_size, *self.vtable_key)
+        self.key = tuple(entries)
+        self.deltas = tuple(deltas)
+        self.max_align = max_align
+        # Memory order is the reverse of the order the fields were added.
+        self.pack = struct.Struct("<i" + "x" * soffset_pad + "".join(reversed(codes))).pack
+        self.order = tuple(reversed(range(len(slots))))  # memory position -> added index
+        self.vtable = struct.pack(f"<HH{len(entries)}H", 4 + 2 * len(entries), self.object_size, *entries)
 
 
-class _Builder:
-    """Back-to-front buffer emulating Go's flatbuffers.Builder for the calls the ztoc needs."""
+_LAYOUTS: dict[tuple[tuple[tuple[int, str], ...], int], _Layout] = {}
+
+
+def _layout(slots: tuple[tuple[int, str], ...], start: int) -> _Layout:
+    key = (slots, start & 7)
+    layout = _LAYOUTS.get(key)
+    if layout is None:
+        layout = _LAYOUTS[key] = _Layout(slots, start & 7)
+    return layout
+
+
+class _FmShape:
+    """A FileMetadata layout plus how to pick its pack arguments out of one flat record:
+    `record = entry (14 fields) + offsets of slots 0,1,4,8,9,10,13 (7) + (soffset,)`."""
+
+    __slots__ = ("layout", "pick", "offset_deltas")
+
+    def __init__(self, nonzero: tuple[bool, ...], start_mod8: int) -> None:
+        present = dict(zip(_FM_SCALAR_SLOTS, nonzero, strict=True))
+        slots = tuple((s, _FM_KINDS[s]) for s in range(14) if present.get(s, True))
+        self.layout = _layout(slots, start_mod8)
+        delta_of = dict(zip((s for s, _ in slots), self.layout.deltas, strict=True))
+        self.offset_deltas = tuple(delta_of[s] for s in _FM_OFFSET_SLOTS)
+        record_index = {s: 14 + i for i, s in enumerate(_FM_OFFSET_SLOTS)}
+        memory_order = [slots[i][0] for i in self.layout.order]
+        picks = [21] + [record_index.get(s, s) for s in memory_order]
+        self.pick = itemgetter(*picks)
+
+
+# Keyed by (is slot 2, 3, 5, 6, 7, 11, 12 non-zero..., start position mod 8).
+_FM_SHAPES: dict[tuple[int, ...], _FmShape] = {}
+
+
+def _fm_shape(key: tuple[int, ...]) -> _FmShape:
+    shape = _FM_SHAPES.get(key)
+    if shape is None:
+        shape = _FM_SHAPES[key] = _FmShape(tuple(map(bool, key[:7])), key[7])
+    return shape
+
+
+# ---------------------------------------------------------------------------------------------
+# The back-to-front buffer
+
+
+class _BackBuffer:
+    """The Go builder's state: chunks in write order (reversed once at the end), the position,
+    `minalign` and the vtables written so far."""
 
     def __init__(self) -> None:
-        self.chunks: list[bytes] = []  # in prepend order; joined reversed at the end
-        self.size = 0  # bytes written so far (Go's Offset())
+        self.chunks: list[bytes] = []
+        self.pos = 0
         self.minalign = 1
+        # Field entries -> position of the vtable written for them. Go's WriteVtable searches the
+        # earlier vtables for the same trimmed field entries (`vtableEqual`), ignoring the object
+        # size. Its comparison would also let an absent field match an old entry equal to the new
+        # table's position, but an old entry is at most the old table's size, which is less than
+        # the new table's position: an exact dictionary match is the same rule.
         self.vtables: dict[tuple[int, ...], int] = {}
-        self.layouts: dict[tuple[Any, ...], _Layout] = {}
-        self.string_cache: dict[str, bytes] = {}
 
     def string(self, data: bytes) -> int:
+        """CreateString: Prep(4, len+1), NUL, bytes, uint32 length."""
         n = len(data)
-        pad = -(self.size + n + 1) % 4
-        self.chunks.append(n.to_bytes(4, "little") + data + b"\0" * (1 + pad))
-        self.size += 4 + n + 1 + pad
+        pad = -(self.pos + n + 1) % 4
+        self.chunks.append(_U32.pack(n) + data + _ZERO_PADS[1 + pad])
+        self.pos += 5 + n + pad
         if self.minalign < 4:
             self.minalign = 4
-        return self.size
+        return self.pos
 
     def byte_vector(self, data: bytes) -> int:
+        """CreateByteVector: Prep(4, len), bytes, uint32 length."""
         n = len(data)
-        pad = -(self.size + n) % 4
-        self.chunks.append(n.to_bytes(4, "little") + data + b"\0" * pad)
-        self.size += 4 + n + pad
+        pad = -(self.pos + n) % 4
+        self.chunks.append(_U32.pack(n) + data + _ZERO_PADS[pad])
+        self.pos += 4 + n + pad
         if self.minalign < 4:
             self.minalign = 4
-        return self.size
+        return self.pos
 
-    def offset_vector(self, offsets: list[int]) -> int:
-        n = len(offsets)
-        pad = -self.size % 4
-        start = self.size + pad
-        # Elements are prepended last-first; element i sits at start + 4 * (n - i).
-        rel = [start + 4 * (n - i) - off for i, off in enumerate(offsets)]
-        self.chunks.append(struct.pack(f"<I{n}I", n, *rel) + b"\0" * pad)
-        self.size = start + 4 * n + 4
+    def offset_vector(self, targets: Sequence[int]) -> int:
+        """StartVector(4, n, 4), PrependUOffsetT of each target last-first, EndVector."""
+        n = len(targets)
+        pad = -self.pos % 4
+        base = self.pos + pad
+        # Element i ends up at position base + 4 * (n - i) and stores (that position - target).
+        rel = [base + 4 * (n - i) - t for i, t in enumerate(targets)]
+        self.chunks.append(struct.pack(f"<{n + 1}I", n, *rel) + _ZERO_PADS[pad])
+        self.pos = base + 4 * n + 4
         if self.minalign < 4:
             self.minalign = 4
-        return self.size
+        return self.pos
+
+    def add_vtable(self, layout: _Layout, table_pos: int) -> int:
+        """Write the layout's vtable just before the table at `table_pos`; its position."""
+        self.chunks.append(layout.vtable)
+        self.pos = table_pos + len(layout.vtable)
+        self.vtables[layout.key] = self.pos
+        return self.pos
 
     def table(self, slots: tuple[tuple[int, str], ...], values: list[int]) -> int:
-        """A table whose slots are added in the given order (defaults already dropped by the caller)."""
-        start = self.size
-        key = (slots, start % 8)
-        layout = self.layouts.get(key)
-        if layout is None:
-            layout = self.layouts[key] = _Layout(slots, start % 8)
+        """StartObject, the given slots in order (offset values are target positions), EndObject."""
+        start = self.pos
+        layout = _layout(slots, start)
         if layout.max_align > self.minalign:
             self.minalign = layout.max_align
-        for i, delta in layout.uoffs:
-            values[i] = start + delta - values[i]
-        values.reverse()
-        object_offset = start + layout.object_size
-        existing = self.vtables.get(layout.vtable_key)
+        if self.minalign < 4:
+            self.minalign = 4
+        args = [start + d - v if kind == "u" else v
+                for (_, kind), d, v in zip(slots, layout.deltas, values, strict=True)]
+        return self._emit(layout, start, [args[i] for i in layout.order])
+
+    def _emit(self, layout: _Layout, start: int, memory_values: list[int]) -> int:
+        table_pos = start + layout.object_size
+        existing = self.vtables.get(layout.key)
         if existing is None:
-            vtable = layout.vtable
-            vt_bytes = len(vtable)
-            self.chunks.append(layout.fmt.pack(vt_bytes, *values))
-            self.chunks.append(vtable)
-            self.size = object_offset + vt_bytes
-            if self.minalign < 2:
-                self.minalign = 2
-            self.vtables[layout.vtable_key] = self.size
+            self.chunks.append(layout.pack(len(layout.vtable), *memory_values))
+            self.add_vtable(layout, table_pos)
         else:
-            self.chunks.append(layout.fmt.pack(existing - object_offset, *values))
-            self.size = object_offset
-        return object_offset
+            self.chunks.append(layout.pack(existing - table_pos, *memory_values))
+            self.pos = table_pos
+        return table_pos
 
     def finish(self, root: int) -> bytes:
-        pad = -(self.size + 4) % self.minalign
-        self.chunks.append(b"\0" * pad)
-        self.size += pad
-        self.chunks.append((self.size + 4 - root).to_bytes(4, "little"))
-        self.size += 4
+        """Finish: Prep(minalign, 4) and the root offset; the finished buffer."""
+        pad = -(self.pos + 4) % self.minalign
+        self.chunks.append(_ZERO_PADS[pad])
+        self.pos += pad + 4
+        self.chunks.append(_U32.pack(self.pos - root))
         self.chunks.reverse()
         return b"".join(self.chunks)
 
 
-def _enc(text: str) -> bytes:
+# ---------------------------------------------------------------------------------------------
+# dumps
+
+
+def _encode(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-_XATTR_SLOTS = ((0, "u"), (1, "u"))
-_PADS = [b"\0" * i for i in range(9)]
+def _string_block(text: str) -> bytes:
+    """A string's bytes as CreateString lays them out on a 4-aligned buffer (length, data, NUL, pad)."""
+    data = _encode(text)
+    n = len(data)
+    return _U32.pack(n) + data + _ZERO_PADS[1 + (-(n + 1) % 4)]
 
 
-class _NoCache(dict):  # type: ignore[type-arg]
-    """A cache that never stores (names are almost always unique)."""
+class _Tail:
+    """The five strings written after the name (type, linkname, uname, gname, mod_time), laid out
+    for a 4-aligned buffer, followed by an empty xattrs vector. Layers repeat these a lot."""
 
-    def __setitem__(self, key: object, value: object) -> None:
-        pass
+    __slots__ = ("block", "distances", "consts")
 
-
-_NO_CACHE: dict[str, bytes] = _NoCache()
-# FileMetadata slots in the order the reference adds them; scalar slots are skipped when zero.
-_FM_SLOTS = ((0, "u"), (1, "u"), (2, "q"), (3, "q"), (4, "u"), (5, "q"), (6, "I"), (7, "I"), (8, "u"),
-             (9, "u"), (10, "u"), (11, "q"), (12, "q"), (13, "u"))
-_FM_OPTIONAL = {2: 0, 3: 1, 5: 2, 6: 3, 7: 4, 11: 5, 12: 6}  # slot -> bit in the "non-zero" mask
-
-
-def _fm_slots(mask: int) -> tuple[tuple[int, str], ...]:
-    return tuple(
-        (slot, kind) for slot, kind in _FM_SLOTS if slot not in _FM_OPTIONAL or mask >> _FM_OPTIONAL[slot] & 1
-    )
-
-
-_FM_SLOT_CACHE = {mask: _fm_slots(mask) for mask in range(128)}
+    def __init__(self, strings: tuple[str, ...]) -> None:
+        blocks = [_string_block(s) for s in strings]
+        # Memory order: empty vector, mod_time, gname, uname, linkname, type.
+        self.block = b"\0\0\0\0" + b"".join(reversed(blocks))
+        # Distance from the end of each string (and of the vector) to the end of the block,
+        # in the slot order 0 (name), 1, 4, 8, 9, 10, 13.
+        lengths = [len(b) for b in blocks]
+        self.distances = (sum(lengths) + 4, *(sum(lengths[i + 1 :]) + 4 for i in range(5)), 0)
+        # Per table shape: the 7 stored offsets of slots 0,1,4,8,9,10,13. They depend on the
+        # layout and on the strings written after each one, never on the name's length.
+        self.consts: dict[_FmShape, tuple[int, ...]] = {}
 
 
-def _aligned_string_chunk(text: str, cache: dict[str, bytes]) -> bytes:
-    """A string's bytes as CreateString lays them out when the buffer is 4-aligned beforehand
-    (then the padding depends on the length only); repeated strings come from `cache`."""
-    chunk = cache.get(text)
-    if chunk is None:
-        data = text.encode("utf-8", "surrogateescape")
-        n = len(data)
-        chunk = n.to_bytes(4, "little") + data + _PADS[1 + (-(n + 1) % 4)]
-        if len(cache) < 4096:
-            cache[text] = chunk
-    return chunk
+_TAIL_STRINGS = itemgetter(1, 4, 8, 9, 10)
 
 
-def _file_metadata(b: _Builder, e: FileMetadata) -> int:
+def _normalized_entry(e: FileMetadata) -> FileMetadata:
+    """Go stores uid/gid as uint32(x); everything else must fit its field or it cannot be written."""
+    e = e._replace(uid=e.uid & 0xFFFFFFFF, gid=e.gid & 0xFFFFFFFF)
+    for field in ("uncompressed_offset", "uncompressed_size", "mode", "devmajor", "devminor"):
+        value: int = getattr(e, field)
+        if not -(1 << 63) <= value < 1 << 63:
+            raise ZtocFormatError(f"cannot serialize {e.name!r}: {field} {value} does not fit in an int64")
+    if len(e.xattrs) > 1:
+        # Go keeps PAX records in a map (one value per key) and writes keys in sorted order.
+        e = e._replace(xattrs=tuple(sorted(dict(e.xattrs).items())))
+    return e
+
+
+def _write_toc(b: _BackBuffer, toc: Sequence[FileMetadata]) -> int:
+    """The FileMetadata tables (last entry first, as the reference does), their vector and the TOC."""
+    positions = [0] * len(toc)
+    tails: dict[tuple[str, ...], _Tail] = {}
+    vt_of_shape: dict[_FmShape, int] = {}
+    shapes = _FM_SHAPES
     append = b.chunks.append
-    size = b.size
-    if b.minalign < 4:
-        b.minalign = 4
-    if size % 4:
-        # After a vtable the buffer may be 2 mod 4: lay out the first string the general way.
-        name = b.string(e.name.encode("utf-8", "surrogateescape"))
-        size = b.size
-    else:
-        chunk = _aligned_string_chunk(e.name, _NO_CACHE)
-        append(chunk)
-        size += len(chunk)
-        name = size
-    cache = b.string_cache
-    c_type = _aligned_string_chunk(e.type, cache)
-    c_link = _aligned_string_chunk(e.linkname, cache)
-    c_uname = _aligned_string_chunk(e.uname, cache)
-    c_gname = _aligned_string_chunk(e.gname, cache)
-    c_mtime = _aligned_string_chunk(e.mod_time, cache)
-    kind = size + len(c_type)
-    linkname = kind + len(c_link)
-    uname = linkname + len(c_uname)
-    gname = uname + len(c_gname)
-    mod_time = gname + len(c_mtime)
-    append(c_mtime + c_gname + c_uname + c_link + c_type)  # memory order is the reverse of build order
-    b.size = mod_time
-    if e.xattrs:
-        xattr_tables = []
-        for key, value in e.xattrs:
-            k = b.string(key)
-            v = b.string(value)
-            xattr_tables.append(b.table(_XATTR_SLOTS, [k, v]))
-        xattrs = b.offset_vector(xattr_tables)
-    else:
-        append(b"\0\0\0\0")  # empty vector: strings leave the buffer 4-aligned
-        b.size += 4
-        xattrs = b.size
-    offset, fsize, mode = e.uncompressed_offset, e.uncompressed_size, e.mode
-    uid, gid = e.uid & 0xFFFFFFFF, e.gid & 0xFFFFFFFF
-    devmajor, devminor = e.devmajor, e.devminor
-    mask = (
-        (offset != 0) | (fsize != 0) << 1 | (mode != 0) << 2 | (uid != 0) << 3 | (gid != 0) << 4
-        | (devmajor != 0) << 5 | (devminor != 0) << 6
-    )
-    values = [name, kind]
-    if offset:
-        values.append(offset)
-    if fsize:
-        values.append(fsize)
-    values.append(linkname)
-    if mode:
-        values.append(mode)
-    if uid:
-        values.append(uid)
-    if gid:
-        values.append(gid)
-    values += (uname, gname, mod_time)
-    if devmajor:
-        values.append(devmajor)
-    if devminor:
-        values.append(devminor)
-    values.append(xattrs)
-    return b.table(_FM_SLOT_CACHE[mask], values)
+    pos = b.pos
+    b.minalign = max(b.minalign, 4)
+    for index in range(len(toc) - 1, -1, -1):
+        e = toc[index]
+        if e.xattrs or pos & 3 or not (0 <= e.uid <= 0xFFFFFFFF and 0 <= e.gid <= 0xFFFFFFFF):
+            b.pos = pos
+            positions[index] = _write_entry_general(b, _normalized_entry(e))
+            pos = b.pos
+            continue
+        data = e.name.encode("utf-8", "surrogateescape")
+        n = len(data)
+        append(_U32.pack(n) + data + _ZERO_PADS[1 + (-(n + 1) % 4)])
+        pos += (n + 4) & ~3
+        pos += 4
+        strings = _TAIL_STRINGS(e)
+        tail = tails.get(strings)
+        if tail is None:
+            tail = tails[strings] = _Tail(strings)
+        append(tail.block)
+        pos += len(tail.block)
+        key = (e[2] != 0, e[3] != 0, e[5] != 0, e[6] != 0, e[7] != 0, e[11] != 0, e[12] != 0, pos & 7)
+        shape = shapes.get(key) or _fm_shape(key)
+        consts = tail.consts.get(shape)
+        if consts is None:
+            consts = tail.consts[shape] = tuple(map(int.__add__, shape.offset_deltas, tail.distances))
+        layout = shape.layout
+        if layout.max_align > b.minalign:
+            b.minalign = layout.max_align
+        table_pos = pos + layout.object_size
+        vt = vt_of_shape.get(shape)
+        if vt is None:
+            vt = b.vtables.get(layout.key)
+            if vt is not None:
+                vt_of_shape[shape] = vt
+        try:
+            if vt is None:
+                append(layout.pack(*shape.pick(e + consts + (len(layout.vtable),))))
+                b.pos = table_pos
+                vt_of_shape[shape] = b.add_vtable(layout, table_pos)
+                pos = b.pos
+            else:
+                append(layout.pack(*shape.pick(e + consts + (vt - table_pos,))))
+                pos = table_pos
+        except struct.error:
+            raise ZtocFormatError(f"cannot serialize TOC entry {e.name!r}: a field is out of range") from None
+        positions[index] = table_pos
+    b.pos = pos
+    metadata = b.offset_vector(positions)
+    return b.table(((0, "u"),), [metadata])
+
+
+def _write_entry_general(b: _BackBuffer, e: FileMetadata) -> int:
+    """One FileMetadata through the step-by-step builder (entries with xattrs, odd alignment)."""
+    name = b.string(_encode(e.name))
+    kind = b.string(_encode(e.type))
+    linkname = b.string(_encode(e.linkname))
+    uname = b.string(_encode(e.uname))
+    gname = b.string(_encode(e.gname))
+    mod_time = b.string(_encode(e.mod_time))
+    xattr_tables = []
+    for key, value in e.xattrs:
+        k = b.string(bytes(key))
+        v = b.string(bytes(value))
+        xattr_tables.append(b.table(((0, "u"), (1, "u")), [k, v]))
+    xattrs = b.offset_vector(xattr_tables)
+    offsets = {0: name, 1: kind, 4: linkname, 8: uname, 9: gname, 10: mod_time, 13: xattrs}
+    scalars = dict(zip(_FM_SCALAR_SLOTS, (e.uncompressed_offset, e.uncompressed_size, e.mode, e.uid, e.gid,
+                                          e.devmajor, e.devminor), strict=True))
+    slots: list[tuple[int, str]] = []
+    values: list[int] = []
+    for slot in range(14):
+        number = offsets.get(slot, scalars.get(slot, 0))
+        if number:
+            slots.append((slot, _FM_KINDS[slot]))
+            values.append(number)
+    try:
+        return b.table(tuple(slots), values)
+    except struct.error:
+        raise ZtocFormatError(f"cannot serialize TOC entry {e.name!r}: a field is out of range") from None
 
 
 def dumps(ztoc: Ztoc) -> bytes:
-    """The ztoc's flatbuffer bytes, as the reference's Go marshaller writes them."""
-    b = _Builder()
-    version = b.string(_enc(ztoc.version))
-    build_tool = b.string(_enc(ztoc.build_tool_identifier))
-    entries = [0] * len(ztoc.toc)
-    for i in range(len(ztoc.toc) - 1, -1, -1):
-        entries[i] = _file_metadata(b, ztoc.toc[i])
-    metadata = b.offset_vector(entries)
-    toc = b.table(((0, "u"),), [metadata])
+    """The ztoc's flatbuffer bytes, byte-identical to the reference Go marshaller's output.
+
+    TOC entries are written in the order given (the reference keeps tar order). Raises
+    ZtocFormatError for values the format cannot hold (unknown algorithm, int64 overflow)."""
     info = ztoc.compression_info
-    checkpoints = b.byte_vector(info.checkpoints)
-    digests = [b.string(_enc(d)) for d in info.span_digests]
-    digest_vector = b.offset_vector(digests)
+    algorithm = info.compression_algorithm or ALGORITHM_GZIP  # Go skips an empty name: the default
+    code = _ALGORITHM_CODES.get(algorithm)
+    if code is None:
+        raise ZtocFormatError(f"cannot serialize compression algorithm {algorithm!r}")
+    b = _BackBuffer()
+    version = b.string(_encode(ztoc.version))
+    build_tool = b.string(_encode(ztoc.build_tool_identifier))
+    toc = _write_toc(b, ztoc.toc)
+    checkpoints = b.byte_vector(bytes(info.checkpoints))
+    digests = b.offset_vector([b.string(_encode(d)) for d in info.span_digests])
     slots: list[tuple[int, str]] = []
     values: list[int] = []
     if info.max_span_id:
         slots.append((1, "i"))
         values.append(info.max_span_id)
     slots += [(2, "u"), (3, "u")]
-    values += [digest_vector, checkpoints]
-    code = _ALGORITHM_CODES.get(info.compression_algorithm)
-    if code is None:
-        raise ZtocFormatError(f"unknown compression algorithm {info.compression_algorithm!r}")
-    if code != _DEFAULT_ALGORITHM:
+    values += [digests, checkpoints]
+    if code != _DEFAULT_ALGORITHM_CODE:
         slots.append((0, "b"))
         values.append(code)
-    compression_info = b.table(tuple(slots), values)
-    slots = [(0, "u"), (1, "u"), (4, "u")]
-    values = [version, build_tool, toc]
-    if ztoc.compressed_archive_size:
-        slots.append((2, "q"))
-        values.append(ztoc.compressed_archive_size)
-    if ztoc.uncompressed_archive_size:
-        slots.append((3, "q"))
-        values.append(ztoc.uncompressed_archive_size)
-    slots.append((5, "u"))
-    values.append(compression_info)
-    root = b.table(tuple(slots), values)
+    try:
+        compression_info = b.table(tuple(slots), values)
+        slots = [(0, "u"), (1, "u"), (4, "u")]
+        values = [version, build_tool, toc]
+        for slot, value in ((2, ztoc.compressed_archive_size), (3, ztoc.uncompressed_archive_size)):
+            if value:
+                slots.append((slot, "q"))
+                values.append(value)
+        slots.append((5, "u"))
+        values.append(compression_info)
+        root = b.table(tuple(slots), values)
+    except struct.error:
+        raise ZtocFormatError("cannot serialize ztoc: a size or max_span_id is out of range") from None
     return b.finish(root)
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading
+# loads
 
 
 class _Reader:
-    __slots__ = ("buf", "n", "vt_cache")
+    """Bounds-checked access to a flatbuffer; every failure is a ZtocFormatError."""
+
+    __slots__ = ("buf", "size", "vtables", "fm_decoders", "strings")
 
     def __init__(self, buf: bytes) -> None:
         self.buf = buf
-        self.n = len(buf)
-        self.vt_cache: dict[int, tuple[int, ...]] = {}
+        self.size = len(buf)
+        self.vtables: dict[int, tuple[int, ...]] = {}
+        self.fm_decoders: dict[int, _FmDecoder] = {}
+        self.strings: dict[bytes, str] = {}
 
-    def _check(self, pos: int, size: int) -> None:
-        if pos < 0 or pos + size > self.n:
-            raise ZtocFormatError(f"ztoc is truncated or corrupt: reference to bytes {pos}..{pos + size} "
-                                  f"outside the {self.n}-byte buffer")
+    def fail(self, what: str) -> ZtocFormatError:
+        return ZtocFormatError(f"ztoc is truncated or corrupt: {what} (buffer is {self.size} bytes)")
 
-    def u32(self, pos: int) -> int:
-        self._check(pos, 4)
-        return int.from_bytes(self.buf[pos : pos + 4], "little")
+    def u32(self, pos: int, what: str) -> int:
+        if pos + 4 > self.size:
+            raise self.fail(f"{what} at byte {pos} is past the end")
+        return int(_U32.unpack_from(self.buf, pos)[0])
 
-    def fields(self, table: int) -> tuple[int, ...]:
-        """The vtable entries (field offsets relative to the table; 0 = absent) of a table."""
-        self._check(table, 4)
-        vt = table - int.from_bytes(self.buf[table : table + 4], "little", signed=True)
-        cached = self.vt_cache.get(vt)
-        if cached is not None:
-            return cached
-        self._check(vt, 4)
-        vt_size, _obj_size = struct.unpack_from("<HH", self.buf, vt)
-        if vt_size < 4 or vt_size % 2:
-            raise ZtocFormatError(f"ztoc has a malformed vtable at byte {vt}")
-        self._check(vt, vt_size)
-        entries = struct.unpack_from(f"<{(vt_size - 4) // 2}H", self.buf, vt + 4)
-        self.vt_cache[vt] = entries
-        return entries
+    def vtable_of(self, table: int, what: str) -> tuple[int, tuple[int, ...]]:
+        """(vtable position, field entries) of the table at `table`."""
+        if table + 4 > self.size:
+            raise self.fail(f"{what} table at byte {table} is past the end")
+        vt = table - _I32.unpack_from(self.buf, table)[0]
+        entries = self.vtables.get(vt)
+        if entries is None:
+            if vt < 0 or vt + 4 > self.size:
+                raise self.fail(f"{what} table at byte {table} has its vtable outside the buffer")
+            vt_size, _object_size = _U16X2.unpack_from(self.buf, vt)
+            if vt_size < 4 or vt_size & 1 or vt + vt_size > self.size:
+                raise self.fail(f"{what} table at byte {table} has a malformed vtable")
+            entries = struct.unpack_from(f"<{(vt_size - 4) // 2}H", self.buf, vt + 4)
+            self.vtables[vt] = entries
+        return vt, entries
 
-    def field_pos(self, table: int, entries: tuple[int, ...], slot: int) -> int | None:
-        if slot < len(entries) and entries[slot]:
-            return table + entries[slot]
-        return None
-
-    def scalar(self, table: int, entries: tuple[int, ...], slot: int, fmt: str, default: int = 0) -> int:
-        pos = self.field_pos(table, entries, slot)
-        if pos is None:
-            return default
-        size = struct.calcsize(fmt)
-        self._check(pos, size)
-        return int(struct.unpack_from(fmt, self.buf, pos)[0])
-
-    def indirect(self, table: int, entries: tuple[int, ...], slot: int) -> int | None:
-        pos = self.field_pos(table, entries, slot)
-        if pos is None:
+    def field(self, table: int, entries: tuple[int, ...], slot: int, width: int, what: str) -> int | None:
+        """Position of a present field, checked to lie inside the buffer."""
+        if slot >= len(entries) or not entries[slot]:
             return None
-        return pos + self.u32(pos)
+        pos = table + entries[slot]
+        if pos + width > self.size:
+            raise self.fail(f"{what} at byte {pos} is past the end")
+        return pos
 
-    def bytes_at(self, pos: int | None) -> bytes:
+    def scalar(
+        self, table: int, entries: tuple[int, ...], slot: int, fmt: str, default: int, what: str
+    ) -> int:
+        pos = self.field(table, entries, slot, struct.calcsize(fmt), what)
+        return default if pos is None else int(struct.unpack_from(fmt, self.buf, pos)[0])
+
+    def target(self, table: int, entries: tuple[int, ...], slot: int, what: str) -> int | None:
+        """Where an offset field points, or None when the field is absent."""
+        pos = self.field(table, entries, slot, 4, what)
+        return None if pos is None else pos + int(_U32.unpack_from(self.buf, pos)[0])
+
+    def blob(self, pos: int | None, what: str) -> bytes:
+        """The bytes of a string or byte vector at `pos` (b"" when absent)."""
         if pos is None:
             return b""
-        length = self.u32(pos)
-        self._check(pos + 4, length)
-        return self.buf[pos + 4 : pos + 4 + length]
+        n = self.u32(pos, f"length of {what}")
+        end = pos + 4 + n
+        if end > self.size:
+            raise self.fail(f"{what} at byte {pos} ({n} bytes) runs past the end")
+        return self.buf[pos + 4 : end]
 
-    def string(self, table: int, entries: tuple[int, ...], slot: int) -> str:
-        return self.bytes_at(self.indirect(table, entries, slot)).decode("utf-8", "surrogateescape")
+    def text(self, pos: int | None, what: str) -> str:
+        return self.blob(pos, what).decode("utf-8", "surrogateescape")
 
-    def vector(self, pos: int | None) -> list[int]:
-        """Positions of the tables/strings an offset vector points at."""
+    def vector(self, pos: int | None, what: str) -> list[int]:
+        """Positions of the objects an offset vector points at (empty when absent)."""
         if pos is None:
             return []
-        count = self.u32(pos)
-        self._check(pos + 4, 4 * count)
+        count = self.u32(pos, f"length of {what}")
+        if pos + 4 + 4 * count > self.size:
+            raise self.fail(f"{what} at byte {pos} ({count} elements) runs past the end")
         rel = struct.unpack_from(f"<{count}I", self.buf, pos + 4)
-        return [pos + 4 + 4 * i + r for i, r in enumerate(rel)]
-
-
-_FM_KINDS = {0: "u", 1: "u", 2: "q", 3: "q", 4: "u", 5: "q", 6: "I", 7: "I", 8: "u", 9: "u", 10: "u",
-             11: "q", 12: "q", 13: "u"}
-_FM_STRING_SLOTS = (0, 1, 4, 8, 9, 10)
+        first = pos + 4
+        return [first + 4 * i + r for i, r in enumerate(rel)]
 
 
 class _FmDecoder:
-    """Decodes every FileMetadata table that shares one vtable with a single struct.unpack_from:
-    the vtable fixes where each field sits relative to the table start."""
+    """Reads every FileMetadata table that uses one vtable with one `unpack_from`: the vtable
+    fixes where each field lies relative to the table."""
 
-    def __init__(self, entries: tuple[int, ...]) -> None:
+    __slots__ = ("unpack", "strings", "xattrs", "pick")
+
+    def __init__(self, r: _Reader, entries: tuple[int, ...]) -> None:
         present = sorted((off, slot) for slot, off in enumerate(entries[:14]) if off)
         fmt = "<"
         cursor = 0
-        order = []
-        for off, slot in present:
-            size = _SIZES[_FM_KINDS[slot]]
-            if off < cursor or off < 4:
-                raise ZtocFormatError("ztoc FileMetadata table has overlapping fields")
-            fmt += "x" * (off - cursor) + ("I" if _FM_KINDS[slot] == "u" else _FM_KINDS[slot])
-            cursor = off + size
-            order.append((slot, off))
-        self.struct = struct.Struct(fmt)
-        self.order = order
+        strings: list[tuple[int, int, int]] = []  # (string number, index in unpacked values, field offset)
+        index_of: dict[int, int] = {}
+        xattrs: tuple[int, int] | None = None
+        for index, (off, slot) in enumerate(present):
+            kind = _FM_KINDS[slot]
+            if off < cursor:
+                raise r.fail("a FileMetadata vtable has overlapping fields")
+            fmt += "x" * (off - cursor) + _STRUCT_CODE[kind]
+            cursor = off + _WIDTH[kind]
+            index_of[slot] = index
+            if slot == 13:
+                xattrs = (index, off)
+            elif kind == "u":
+                strings.append((_FM_STRING_SLOTS.index(slot), index, off))
+        self.unpack = struct.Struct(fmt).unpack_from
+        self.strings = tuple(strings)
+        self.xattrs = xattrs
+        # The entry is picked out of `unpacked values + 6 strings + (xattrs, 0)`; absent scalars
+        # take the trailing 0, absent strings stay "".
+        n = len(present)
+        picks = []
+        for slot in range(14):
+            if slot in _FM_STRING_SLOTS:
+                picks.append(n + _FM_STRING_SLOTS.index(slot))
+            elif slot == 13:
+                picks.append(n + 6)
+            else:
+                picks.append(index_of.get(slot, n + 7))
+        self.pick = itemgetter(*picks)
 
     def decode(self, r: _Reader, table: int) -> FileMetadata:
-        r._check(table, self.struct.size)
-        raw = self.struct.unpack_from(r.buf, table)
-        values: dict[int, Any] = dict.fromkeys(range(14), 0)
+        # Positions only grow from `table` by unsigned amounts, so `unpack_from` itself rejects
+        # anything past the end (struct.error becomes ZtocFormatError in `loads`); slices do not,
+        # hence the explicit check on string ends.
         buf = r.buf
-        for (slot, off), value in zip(self.order, raw):
-            if _FM_KINDS[slot] == "u":
-                target = table + off + value
-                length = r.u32(target)
-                r._check(target + 4, length)
-                values[slot] = buf[target + 4 : target + 4 + length]
+        raw = self.unpack(buf, table)
+        texts = ["", "", "", "", "", ""]
+        cache = r.strings
+        limit = r.size
+        unpack_u32 = _U32.unpack_from
+        for number, index, off in self.strings:
+            pos = table + off + raw[index] + 4
+            end = pos + unpack_u32(buf, pos - 4)[0]
+            if end > limit:
+                raise r.fail(f"a string of the TOC entry at byte {table} runs past the end")
+            if number:  # type, linkname, uname, gname, mod_time repeat a lot: share the str objects
+                data = buf[pos:end]
+                text = cache.get(data)
+                if text is None:
+                    text = cache[data] = data.decode("utf-8", "surrogateescape")
+                texts[number] = text
             else:
-                values[slot] = value
-        for slot in _FM_STRING_SLOTS:
-            v = values[slot]
-            values[slot] = v.decode("utf-8", "surrogateescape") if v else ""
-        xattrs = ()
-        if values[13]:
-            # values[13] holds the vector bytes sliced above; re-resolve positions for the tables.
-            vec_pos = next(table + off + raw[i] for i, (slot, off) in enumerate(self.order) if slot == 13)
-            items = []
-            for xpos in r.vector(vec_pos):
-                xf = r.fields(xpos)
-                items.append((r.bytes_at(r.indirect(xpos, xf, 0)), r.bytes_at(r.indirect(xpos, xf, 1))))
-            xattrs = tuple(items)
-        return FileMetadata(
-            values[0], values[1], values[2], values[3], values[4], values[5], values[6], values[7],
-            values[8], values[9], values[10], values[11], values[12], xattrs,
-        )
+                texts[0] = buf[pos:end].decode("utf-8", "surrogateescape")
+        xattrs: tuple[tuple[bytes, bytes], ...] = ()
+        if self.xattrs is not None:
+            index, off = self.xattrs
+            vec = table + off + raw[index]
+            if unpack_u32(buf, vec)[0]:
+                xattrs = tuple(_read_xattr(r, xt) for xt in r.vector(vec, "xattrs vector"))
+        return _new_tuple(FileMetadata, self.pick(raw + tuple(texts) + (xattrs, 0)))
 
 
-def loads(data: bytes) -> Ztoc:
-    """Decode ztoc flatbuffer bytes; ZtocFormatError when they are truncated or malformed."""
-    data = bytes(data)
+def _read_xattr(r: _Reader, table: int) -> tuple[bytes, bytes]:
+    _, entries = r.vtable_of(table, "xattr")
+    key = r.blob(r.target(table, entries, 0, "xattr key"), "xattr key")
+    return key, r.blob(r.target(table, entries, 1, "xattr value"), "xattr value")
+
+
+_new_tuple = tuple.__new__
+
+
+def _read_toc(r: _Reader, toc: int | None) -> tuple[FileMetadata, ...]:
+    if toc is None:
+        return ()
+    _, tf = r.vtable_of(toc, "TOC")
+    out = []
+    decoders = r.fm_decoders
+    buf = r.buf
+    for table in r.vector(r.target(toc, tf, 0, "TOC metadata"), "TOC metadata vector"):
+        # Decoders are cached by vtable position, so a known vtable needs no re-checking.
+        decoder = decoders.get(table - _I32.unpack_from(buf, table)[0])
+        if decoder is None:
+            vt, entries = r.vtable_of(table, "TOC entry")
+            decoder = decoders[vt] = _FmDecoder(r, entries)
+        out.append(decoder.decode(r, table))
+    return tuple(out)
+
+
+def loads(data: bytes | bytearray | memoryview) -> Ztoc:
+    """Decode ztoc flatbuffer bytes. TOC entries keep their stored order (the reference's reader
+    sorts them by offset afterwards; see `tar_header_offsets`). Strings are decoded from UTF-8
+    with `surrogateescape`; xattr keys and values stay bytes.
+
+    Raises ZtocFormatError when the bytes are truncated or malformed."""
+    r = _Reader(bytes(data))
     try:
-        return _loads(_Reader(data))
+        return _read_ztoc(r)
     except ZtocFormatError:
         raise
-    except (struct.error, IndexError, ValueError, OverflowError) as exc:
-        raise ZtocFormatError(f"ztoc is corrupt: {exc}") from None
+    except (struct.error, IndexError, ValueError, OverflowError, MemoryError) as exc:
+        raise r.fail(str(exc)) from None
 
 
-def _loads(r: _Reader) -> Ztoc:
-    if r.n < 8:
-        raise ZtocFormatError(f"ztoc is {r.n} bytes, too short to be a flatbuffer")
-    root = r.u32(0)
-    f = r.fields(root)
-    toc_pos = r.indirect(root, f, 4)
-    entries: list[FileMetadata] = []
-    if toc_pos is not None:
-        tf = r.fields(toc_pos)
-        decoders: dict[tuple[int, ...], _FmDecoder] = {}
-        for pos in r.vector(r.indirect(toc_pos, tf, 0)):
-            ef = r.fields(pos)
-            decoder = decoders.get(ef)
-            if decoder is None:
-                decoder = decoders[ef] = _FmDecoder(ef)
-            entries.append(decoder.decode(r, pos))
-    info_pos = r.indirect(root, f, 5)
-    if info_pos is None:
-        raise ZtocFormatError("ztoc has no compression info")
-    cf = r.fields(info_pos)
-    code = r.scalar(info_pos, cf, 0, "<b", _DEFAULT_ALGORITHM)
+def _read_ztoc(r: _Reader) -> Ztoc:
+    if r.size < 8:
+        raise r.fail("too short to be a flatbuffer")
+    root = r.u32(0, "root offset")
+    _, zf = r.vtable_of(root, "Ztoc")
+    toc = _read_toc(r, r.target(root, zf, 4, "toc"))
+    info = r.target(root, zf, 5, "compression_info")
+    if info is None:
+        raise ZtocFormatError("ztoc has no compression_info table")
+    _, cf = r.vtable_of(info, "CompressionInfo")
+    code = r.scalar(info, cf, 0, "<b", _DEFAULT_ALGORITHM_CODE, "compression_algorithm")
     algorithm = _ALGORITHM_NAMES.get(code)
     if algorithm is None:
-        raise ZtocFormatError(f"ztoc has unknown compression algorithm code {code}")
-    digests = tuple(r.bytes_at(p).decode("utf-8", "surrogateescape") for p in r.vector(r.indirect(info_pos, cf, 2)))
-    info = CompressionInfo(
+        raise ZtocFormatError(f"ztoc has an unknown compression algorithm code {code}")
+    digest_vector = r.vector(r.target(info, cf, 2, "span_digests"), "span digests")
+    digests = tuple(r.text(p, "span digest") for p in digest_vector)
+    compression_info = CompressionInfo(
         compression_algorithm=algorithm,
-        max_span_id=r.scalar(info_pos, cf, 1, "<i"),
+        max_span_id=r.scalar(info, cf, 1, "<i", 0, "max_span_id"),
         span_digests=digests,
-        checkpoints=r.bytes_at(r.indirect(info_pos, cf, 3)),
+        checkpoints=r.blob(r.target(info, cf, 3, "checkpoints"), "checkpoints"),
     )
     return Ztoc(
-        version=r.string(root, f, 0),
-        build_tool_identifier=r.string(root, f, 1),
-        compressed_archive_size=r.scalar(root, f, 2, "<q"),
-        uncompressed_archive_size=r.scalar(root, f, 3, "<q"),
-        toc=tuple(entries),
-        compression_info=info,
+        version=r.text(r.target(root, zf, 0, "version"), "version"),
+        build_tool_identifier=r.text(r.target(root, zf, 1, "build_tool_identifier"), "build_tool_identifier"),
+        compressed_archive_size=r.scalar(root, zf, 2, "<q", 0, "compressed_archive_size"),
+        uncompressed_archive_size=r.scalar(root, zf, 3, "<q", 0, "uncompressed_archive_size"),
+        toc=toc,
+        compression_info=compression_info,
     )
 
 
-def tar_header_offsets(entries: tuple[FileMetadata, ...] | list[FileMetadata]) -> list[tuple[int, FileMetadata]]:
-    """Entries sorted by data offset, each with the offset of its tar header block(s), derived as
-    the reference's reader does: the first at 0, then the previous entry's data end rounded up to
-    512. An entry whose data starts before its derived header is `invalid toc entry`."""
+# ---------------------------------------------------------------------------------------------
+# Reader-side derived data
+
+
+def tar_header_offsets(entries: Iterable[FileMetadata]) -> list[tuple[int, FileMetadata]]:
+    """The TOC sorted by data offset, each entry paired with the offset of its tar header.
+
+    As the reference's reader derives it (`flatbufferToTOC`): the first header is at 0, each next
+    one at the previous entry's data end rounded up to 512. The header region includes any PAX/GNU
+    extension blocks, so header size = `uncompressed_offset - header_offset`. An entry whose data
+    starts before its derived header offset makes the whole ztoc invalid (`invalid toc entry`)."""
     out = []
     next_header = 0
     for entry in sorted(entries, key=lambda e: e.uncompressed_offset):
-        if next_header > entry.uncompressed_offset:
-            raise ZtocFormatError(f"invalid toc entry {entry.name!r}: it overlaps the previous entry")
+        if entry.uncompressed_offset < next_header:
+            raise ZtocFormatError(
+                f"invalid toc entry {entry.name!r}: data at offset {entry.uncompressed_offset} overlaps "
+                f"the previous entry, which ends at {next_header}"
+            )
         out.append((next_header, entry))
         end = entry.uncompressed_offset + entry.uncompressed_size
-        next_header = (end + 511) // 512 * 512
+        next_header = -(-end // TAR_BLOCK_SIZE) * TAR_BLOCK_SIZE
     return out
