@@ -71,38 +71,17 @@ def index_layer(
                 layer=layer, ztoc=cached, skipped=None, spans=ztoc.compression_info.num_spans,
                 files=len(ztoc.toc), seconds=time.monotonic() - started, cached=True,
             )
-    algorithm = compression_of_layer(layer.media_type)
-    assert algorithm is not None
-    try:
-        stream = source.open_blob(layer)
-        try:
-            result = build_ztoc(
-                stream,
-                algorithm=algorithm,
-                span_size=span_size,
-                build_tool_identifier=build_tool_identifier,
-                expected_digest=layer.digest,
-                expected_size=layer.size,
-            )
-        finally:
-            stream.close()
-    except SocikitError as exc:
-        raise type(exc)(f"layer {layer.digest}: {exc}") from None
-    except OSError as exc:
-        raise ImageError(f"layer {layer.digest}: {exc.strerror or exc}") from None
-    data = dumps(result.ztoc)
+    data, spans, files, seconds = _build_layer(source.open_blob, layer, span_size, build_tool_identifier)
     if cache is not None:
         cache.put(layer.digest, span_size, build_tool_identifier, data)
-    return LayerOutcome(
-        layer=layer, ztoc=data, skipped=None, spans=result.ztoc.compression_info.num_spans,
-        files=len(result.ztoc.toc), seconds=time.monotonic() - started,
-    )
+    return LayerOutcome(layer=layer, ztoc=data, skipped=None, spans=spans, files=files, seconds=seconds)
 
 
-def _build_in_worker(
+def _build_layer(
     opener: Callable[[Descriptor], Any], layer: Descriptor, span_size: int, build_tool_identifier: str
 ) -> tuple[bytes, int, int, float]:
-    """Runs in a worker process: stream one layer through the builder, return the ztoc bytes."""
+    """Stream one layer through the builder: (ztoc bytes, spans, files, seconds). Runs in this
+    process or, picklable `opener` given, in a worker process."""
     started = time.monotonic()
     algorithm = compression_of_layer(layer.media_type)
     try:
@@ -206,7 +185,7 @@ def _index_in_processes(
         futures = {}
         for layer in order:
             emit(LayerStarted(layer=layer))
-            futures[layer.digest] = pool.submit(_build_in_worker, opener, layer, span_size, build_tool_identifier)
+            futures[layer.digest] = pool.submit(_build_layer, opener, layer, span_size, build_tool_identifier)
         try:
             for layer in order:
                 data, spans, files, seconds = futures[layer.digest].result()

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from socikit.content.base import ImageSource
 from socikit.content.open import open_sink, open_source
 from socikit.content.reference import parse_reference
 from socikit.errors import ImageReferenceError
@@ -31,16 +32,20 @@ def run_convert(
     on_event: Callable[[Event], None] | None = None,
 ) -> ConversionResult:
     """`socikit convert SRC DST`."""
-    src = parse_reference(source_ref)
     dst = parse_reference(destination_ref)
     if dst.transport == "docker-daemon":
         raise ImageReferenceError("docker-daemon: can only be a source; write to oci:, oci-archive: or a registry")
     with contextlib.ExitStack() as stack:
-        source = open_source(src, registry_options=registry)
-        stack.callback(source.close)
+        source = _opened_source(stack, source_ref, registry)
         sink = open_sink(dst, registry_options=registry)
         stack.callback(sink.close)
         return convert_image(source, sink, options, cache=cache, validate=validate, on_event=on_event)
+
+
+def _opened_source(stack: contextlib.ExitStack, reference: str, registry: RegistryOptions | None) -> ImageSource:
+    source = open_source(parse_reference(reference), registry_options=registry)
+    stack.callback(source.close)
+    return source
 
 
 def run_create(
@@ -54,11 +59,9 @@ def run_create(
     on_event: Callable[[Event], None] | None = None,
 ) -> ConversionResult:
     """`socikit create SRC`: v1 indexes into the local store, for `socikit push --v1`."""
-    src = parse_reference(source_ref)
     with contextlib.ExitStack() as stack:
-        source = open_source(src, registry_options=registry)
-        stack.callback(source.close)
-        store = LocalStore(root, image_ref=str(src))
+        source = _opened_source(stack, source_ref, registry)
+        store = LocalStore(root, image_ref=str(parse_reference(source_ref)))
         return convert_image(
             source, store, options, cache=cache, validate=validate, on_event=on_event, copy_image=False
         )
