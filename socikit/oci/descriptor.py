@@ -34,11 +34,11 @@ class Platform:
         if not isinstance(obj, dict):
             raise FormatError("platform is not a JSON object")
         return cls(
-            architecture=str(obj.get("architecture", "")),
-            os=str(obj.get("os", "")),
-            os_version=str(obj.get("os.version", "")),
+            architecture=str(obj.get("architecture") or ""),
+            os=str(obj.get("os") or ""),
+            os_version=str(obj.get("os.version") or ""),
             os_features=tuple(obj.get("os.features") or ()),
-            variant=str(obj.get("variant", "")),
+            variant=str(obj.get("variant") or ""),  # JSON null is Go's empty string
         )
 
     def __str__(self) -> str:
@@ -85,14 +85,14 @@ class Descriptor:
             raise FormatError(f"descriptor size is not a non-negative integer: {size!r}")
         platform = obj.get("platform")
         return cls(
-            media_type=str(obj.get("mediaType", "")),
+            media_type=str(obj.get("mediaType") or ""),
             digest=str(digest),
             size=size,
             urls=tuple(obj.get("urls") or ()),
             annotations=dict(obj.get("annotations") or {}),
-            data=obj.get("data"),
+            data=obj.get("data") or None,  # Go omits an empty []byte
             platform=Platform.from_json(platform) if platform is not None else None,
-            artifact_type=str(obj.get("artifactType", "")),
+            artifact_type=str(obj.get("artifactType") or ""),
         )
 
     def with_changes(self, **changes: Any) -> Descriptor:

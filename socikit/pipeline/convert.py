@@ -20,7 +20,7 @@ from socikit.errors import ImageError
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor, Platform, descriptor_for
 from socikit.oci.manifest import ImageConfig, ImageIndex, ImageManifest
-from socikit.oci.platform import format_platform, host_platform, matches, normalize, parse_platform
+from socikit.oci.platform import dedupe_platforms, format_platform, host_platform, matches, parse_platform
 from socikit.pipeline.cache import ZtocCache
 from socikit.pipeline.events import Event, Message
 from socikit.pipeline.layers import LayerOutcome, index_layers
@@ -140,7 +140,8 @@ def read_image(source: ImageSource, options: ConvertOptions) -> _Image:
             raise ImageError(
                 f"platform {wanted} is not in the image; it has only {format_platform(platform)}"
             )
-    build_platform = normalize(parse_platform(options.platforms[0])) if options.platforms else platform
+    # The reference records the requested platform as containerd parses it (which normalizes).
+    build_platform = parse_platform(options.platforms[0]) if options.platforms else platform
     selected.append((root, manifest, build_platform))
     return _Image(root, root_bytes, None, manifests, selected, root_platform=platform)
 
@@ -148,21 +149,22 @@ def read_image(source: ImageSource, options: ConvertOptions) -> _Image:
 def _choose_platforms(
     candidates: list[tuple[Descriptor, Platform]], options: ConvertOptions
 ) -> list[tuple[Descriptor, Platform]]:
-    present = [p for _, p in candidates if p.os != "unknown"]
+    candidates = [(d, p) for d, p in candidates if "unknown" not in (p.os, p.architecture)]  # attestations
+    present = [p for _, p in candidates]
     listing = ", ".join(format_platform(p) for p in present) or "none"
     if options.all_platforms:
-        chosen = [(d, p) for d, p in candidates if p.os != "unknown"]
+        chosen = list(candidates)
         if not chosen:
             raise ImageError("the image index lists no platform manifests")
         return chosen
-    wanted = [parse_platform(w) for w in options.platforms] or [host_platform()]
+    wanted = dedupe_platforms([parse_platform(w) for w in options.platforms]) or [host_platform()]
     chosen = []
     for want in wanted:
         match = next(((d, p) for d, p in candidates if matches(want, p)), None)
         if match is None:
             raise ImageError(f"platform {format_platform(want)} is not in the image; it has: {listing}")
         # With an explicit --platform the reference records the normalized requested platform.
-        chosen.append((match[0], normalize(want)))
+        chosen.append((match[0], want))
     return chosen
 
 
