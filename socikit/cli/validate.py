@@ -1,3 +1,55 @@
-"""`socikit validate` commands (filled in by the feature that owns them)."""
+"""`socikit validate REF`."""
 
 from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from socikit.cli.app import app
+from socikit.cli.console import errors_to_exit, print_json, stdout
+from socikit.cli.registry_options import CertDir, PlainHttp, TlsVerify, User, registry_options
+
+
+@app.command("validate")
+def validate_command(
+    reference: Annotated[str, typer.Argument(help="Image to check (any reference form): its SOCI indexes, "
+                                                  "ztocs and, with --deep/--sample, its layers.")],
+    deep: Annotated[bool, typer.Option("--deep", help="Stream every indexed layer: span digests, every TOC "
+                                                      "entry against its tar header, every file through spans.")] = False,
+    sample: Annotated[
+        Optional[int], typer.Option("--sample", min=1, help="Like --deep but read only N files per layer through spans.")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Machine-readable report on stdout.")] = False,
+    plain_http: PlainHttp = False,
+    tls_verify: TlsVerify = "true",
+    cert_dir: CertDir = None,
+    user: User = None,
+) -> None:
+    """Check an image's SOCI artifacts the way the soci-snapshotter will use them. Exit 0 when every
+    check passes, 1 otherwise."""
+    if deep and sample:
+        raise typer.BadParameter("--deep and --sample exclude each other")
+    from socikit.content.open import open_source
+    from socikit.validate.image import validate_image
+
+    with errors_to_exit():
+        source = open_source(reference, registry_options=registry_options(plain_http, tls_verify, cert_dir, user))
+        try:
+            report = validate_image(source, deep=deep, sample=sample or 0)
+        finally:
+            source.close()
+        if json_output:
+            print_json(report.to_json())
+        else:
+            table = Table("check", "result", "artifact", "reason", box=None)
+            for check in report.checks:
+                table.add_row(check.name, "[green]pass[/green]" if check.passed else "[red]FAIL[/red]",
+                              check.subject, check.reason)
+            stdout.print(table)
+            stdout.print(f"soci-snapshotter with default settings: {report.summary}")
+            failed = len(report.failures)
+            stdout.print(f"{len(report.checks) - failed} passed, {failed} failed")
+    if not report.passed:
+        raise typer.Exit(code=1)

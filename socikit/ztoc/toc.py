@@ -187,6 +187,11 @@ class TocBuilder:
     def done(self) -> bool:
         return self._state == "done"
 
+    @property
+    def entries(self) -> tuple[FileMetadata, ...]:
+        """The entries parsed so far (the validator re-parses single header regions with this)."""
+        return tuple(self._entries)
+
     def feed(self, data: bytes | bytearray | memoryview) -> bool:
         """Consume the next bytes of the stream; False once the end of the archive was reached."""
         if self._state == "done":

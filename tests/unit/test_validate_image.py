@@ -1,0 +1,141 @@
+"""validate_image on other shapes of image and discovery paths: a lone v2 manifest, SOCI v1 found
+through a registry's referrers, a report's JSON form."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import BinaryIO
+
+import pytest
+
+from conformance.layout import assemble_expected_layout, read_json
+from socikit.content.layout import LayoutSource
+from socikit.errors import RegistryError
+from socikit.oci import mediatypes as mt
+from socikit.oci.descriptor import Descriptor
+from socikit.validate import CHECK_DESCRIPTIONS, CHECK_NAMES, validate_image
+from socikit.validate import report as r
+from tests.vectors import VECTORS_DIR
+
+
+class RegistryLike:
+    """An ImageSource over a layout's blobs that, like a registry source, offers no index.json
+    listing: SOCI v1 indexes can only be found through the client's referrers()."""
+
+    def __init__(self, layout: Path, root: Descriptor) -> None:
+        self._layout = LayoutSource(layout)
+        self._root = root
+
+    def resolve(self) -> Descriptor:
+        return self._root
+
+    def read_blob(self, desc: Descriptor) -> bytes:
+        return self._layout.read_blob(desc)
+
+    def open_blob(self, desc: Descriptor) -> BinaryIO:
+        return self._layout.open_blob(desc)
+
+    def close(self) -> None:
+        pass
+
+
+class FakeClient:
+    def __init__(
+        self, found: dict[str, list[Descriptor]], fail: bool = False, layout: Path | None = None
+    ) -> None:
+        self.found = found
+        self.fail = fail
+        self.layout = layout
+        self.calls: list[tuple[str, str, str | None]] = []
+
+    def get_manifest(self, repo: str, ref: str) -> tuple[bytes, Descriptor]:
+        assert self.layout is not None
+        data = (self.layout / "blobs" / "sha256" / ref.split(":")[1]).read_bytes()
+        return data, Descriptor(mt.MEDIA_TYPE_OCI_MANIFEST, ref, len(data))
+
+    def referrers(self, repo: str, subject_digest: str, artifact_type: str | None = None) -> list[Descriptor]:
+        self.calls.append((repo, subject_digest, artifact_type))
+        if self.fail:
+            raise RegistryError("referrers: 500 internal server error")
+        return self.found.get(subject_digest, [])
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Path:
+    return assemble_expected_layout(VECTORS_DIR / "tricky-pax", tmp_path / "layout")
+
+
+def _original_manifest() -> Descriptor:
+    index = json.loads((VECTORS_DIR / "tricky-pax" / "input" / "index.json").read_bytes())
+    return Descriptor.from_json(index["manifests"][0])
+
+
+def _v1_entry(layout: Path) -> Descriptor:
+    index = json.loads((layout / "index.json").read_bytes())
+    return Descriptor.from_json(next(m for m in index["manifests"] if m.get("artifactType")))
+
+
+def test_v1_index_found_through_referrers(layout: Path) -> None:
+    original = _original_manifest()
+    client = FakeClient({original.digest: [_v1_entry(layout)]})
+    report = validate_image(RegistryLike(layout, original), client=client, repo="app", deep=True)
+    assert report.passed, report.failures
+    assert client.calls == [("app", original.digest, mt.ARTIFACT_TYPE_SOCI_INDEX_V1)]
+    discoverable = report.by_name(r.V1_DISCOVERABLE)
+    assert len(discoverable) == 1 and "referrer" in discoverable[0].reason
+    assert report.by_name(r.V1_SUBJECT)[0].passed
+    assert not report.summary.lazy and "soci_v1" in report.summary.reason
+
+
+def test_failing_referrers_query_fails_v1_discoverable(layout: Path) -> None:
+    report = validate_image(
+        RegistryLike(layout, _original_manifest()), client=FakeClient({}, fail=True), repo="app"
+    )
+    assert report.failed_names() == {r.V1_DISCOVERABLE}
+    assert "500" in report.by_name(r.V1_DISCOVERABLE)[0].reason
+
+
+def _converted_manifest(layout: Path) -> Descriptor:
+    converted = read_json(layout, json.loads((layout / "index.json").read_bytes())["manifests"][0]["digest"])
+    return Descriptor.from_json(next(m for m in converted["manifests"] if "artifactType" not in m))
+
+
+def test_referrer_about_another_manifest_fails_v1_subject(layout: Path) -> None:
+    # The registry lists, for the converted manifest, a v1 index whose subject is the original.
+    manifest = _converted_manifest(layout)
+    client = FakeClient({manifest.digest: [_v1_entry(layout)]}, layout=layout)
+    report = validate_image(RegistryLike(layout, manifest), client=client, repo="app")
+    assert report.failed_names() == {r.V1_SUBJECT}
+    assert "not the manifest it was listed for" in report.failures[0].reason
+
+
+def test_lone_converted_manifest_finds_its_index_by_digest(layout: Path) -> None:
+    manifest = _converted_manifest(layout)
+    report = validate_image(LayoutSource(layout, digest=manifest.digest), deep=True)
+    assert report.passed, report.failures
+    links = report.by_name(r.V2_LINKS)
+    assert links and "one-way" in links[0].reason
+    assert report.summary.lazy
+
+
+def test_missing_image_is_reported_not_raised(tmp_path: Path) -> None:
+    (tmp_path / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
+    (tmp_path / "index.json").write_text('{"schemaVersion":2,"manifests":[]}')
+    report = validate_image(LayoutSource(tmp_path, tag="latest"))
+    assert not report.passed
+    assert report.failed_names() == {r.SCHEMA}
+    assert "cannot be resolved" in report.failures[0].reason
+    assert not report.summary.lazy
+
+
+def test_report_json_shape(layout: Path) -> None:
+    report = validate_image(LayoutSource(layout, tag="latest"), sample=2)
+    data = json.loads(json.dumps(report.to_json()))
+    assert data["passed"] is True and data["sample"] == 2
+    assert data["summary"]["lazy"] is True
+    assert data["summary"]["text"].startswith("a soci-snapshotter with default settings lazily loads")
+    assert {c["name"] for c in data["checks"]} == set(CHECK_NAMES)
+    assert all(set(c) == {"name", "passed", "subject", "reason"} for c in data["checks"])
+    assert data["stats"]["files_checked"] == 2
+    assert set(CHECK_DESCRIPTIONS) == set(CHECK_NAMES)
