@@ -27,6 +27,7 @@ def push_command(
     platform: Annotated[Optional[list[str]], typer.Option("--platform", "-p", help="Platform to push (repeatable).")] = None,
     all_platforms: Annotated[bool, typer.Option("--all-platforms", help="Push the indexes of every platform.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
+    no_validate: Annotated[bool, typer.Option("--no-validate", help="Push without validating the indexes first.")] = False,
     root: Annotated[Optional[Path], typer.Option("--root", envvar="SOCIKIT_ROOT", help="Local store root.")] = None,
     plain_http: PlainHttp = False,
     tls_verify: TlsVerify = "true",
@@ -46,7 +47,7 @@ def push_command(
             outcomes = push_v1(
                 reference, store=LocalStore(root or default_root()), registry=reg,
                 platforms=tuple(platform or ()), all_platforms=all_platforms, existing_index=existing_index,
-                on_event=renderer,
+                validate=not no_validate, on_event=renderer,
             )
         rows = [{"digest": o.index.descriptor.digest, "platform": str(o.index.platform), "pushed": o.pushed,
                  "reason": o.reason} for o in outcomes]

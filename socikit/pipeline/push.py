@@ -54,6 +54,7 @@ def push_v1(
     platforms: tuple[str, ...] = (),
     all_platforms: bool = False,
     existing_index: str = "warn",
+    validate: bool = True,
     on_event: Callable[[Event], None] | None = None,
 ) -> list[PushOutcome]:
     if existing_index not in EXISTING_INDEX_POLICIES:
@@ -77,6 +78,10 @@ def push_v1(
                 continue
             emit(Message(f"warning: {entry.platform}: the registry already has SOCI index(es) {digests}"))
         data = store.read_blob(entry.descriptor.digest)
+        if validate:
+            from socikit.validate.prewrite import validate_soci_index
+
+            validate_soci_index(data, "v1")
         index = store.read_index(entry.descriptor.digest)
         blobs = [Descriptor(media_type=mt.ARTIFACT_TYPE_SOCI_INDEX_V1, digest=mt.EMPTY_JSON_DIGEST,
                             size=len(mt.EMPTY_JSON_BLOB)), *index.ztocs]
