@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -283,17 +284,25 @@ def _manifest_desc(image: _Image, digest: str, data: bytes) -> Descriptor:
     return Descriptor(media_type=image.root.media_type, digest=digest, size=len(data))
 
 
+COPY_CONCURRENCY = 4
+
+
 def _copy_image_blobs(source: ImageSource, sink: ImageSink, image: _Image) -> None:
-    """Configs and layers of every manifest of the image (destination gets the whole image)."""
-    seen: set[str] = set()
+    """Configs and layers of every manifest of the image (destination gets the whole image),
+    several at once: copies wait on sockets and disks, not on the CPU."""
+    blobs: dict[str, Descriptor] = {}
     for data in image.manifests.values():
         manifest = ImageManifest.from_json(data)
         for blob in (manifest.config, *manifest.layer_list):
-            if blob.digest in seen:
-                continue
-            seen.add(blob.digest)
-            if not sink.has_blob(blob):
-                sink.copy_blob(blob, source)
+            blobs.setdefault(blob.digest, blob)
+
+    def copy(blob: Descriptor) -> None:
+        if not sink.has_blob(blob):
+            sink.copy_blob(blob, source)
+
+    with ThreadPoolExecutor(max_workers=COPY_CONCURRENCY, thread_name_prefix="socikit-copy") as pool:
+        for future in [pool.submit(copy, blob) for blob in blobs.values()]:
+            future.result()
 
 
 def _write_referrer(sink: ImageSink, desc: Descriptor, data: bytes, subject: Descriptor) -> None:
