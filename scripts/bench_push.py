@@ -69,8 +69,11 @@ def main() -> None:
         (Path(tmp) / "src").mkdir()
         src_proc, src = start_registry(Path(tmp) / "src")
         try:
-            subprocess.run(["skopeo", "copy", "--dest-tls-verify=false", f"oci:{src_layout}:latest",
-                            f"docker://{src}/src:1"], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{src_layout}:latest", f"docker://{src}/src:1"],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             for i in range(args.repeat):
                 # A fresh destination registry per tool and round: nothing can be skipped or mounted.
                 for tool, results in (("socikit", ours), ("skopeo", theirs)):
@@ -79,11 +82,27 @@ def main() -> None:
                     dst_proc, dst = start_registry(root)
                     try:
                         if tool == "socikit":
-                            argv = [sys.executable, "-m", "socikit", "convert", "--no-cache", "--progress", "none",
-                                    "--plain-http", f"{src}/src:1", f"{dst}/app:1"]
+                            argv = [
+                                sys.executable,
+                                "-m",
+                                "socikit",
+                                "convert",
+                                "--no-cache",
+                                "--progress",
+                                "none",
+                                "--plain-http",
+                                f"{src}/src:1",
+                                f"{dst}/app:1",
+                            ]
                         else:
-                            argv = ["skopeo", "copy", "--src-tls-verify=false", "--dest-tls-verify=false",
-                                    f"docker://{src}/src:1", f"docker://{dst}/app:1"]
+                            argv = [
+                                "skopeo",
+                                "copy",
+                                "--src-tls-verify=false",
+                                "--dest-tls-verify=false",
+                                f"docker://{src}/src:1",
+                                f"docker://{dst}/app:1",
+                            ]
                         results.append(timed(argv))
                     finally:
                         dst_proc.terminate()
@@ -92,7 +111,12 @@ def main() -> None:
             src_proc.terminate()
             src_proc.wait(timeout=10)
     o, t = min(ours), min(theirs)
-    print(f"image: {src_layout.name} (3 gzip layers), local docker-registry processes (fresh destination each round), best of {args.repeat}")
+    print(
+        print(
+            f"image: {src_layout.name} (3 gzip layers), local docker-registry processes "
+            f"(fresh destination each round), best of {args.repeat}"
+        )
+    )
     print(f"  skopeo copy                   {t:6.2f} s")
     print(f"  socikit convert (pull+index+push) {o:6.2f} s   ratio socikit/skopeo {o / t:.2f}")
 

@@ -25,6 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from socikit.ztoc.model import ALGORITHM_GZIP, CompressionInfo, FileMetadata, Ztoc  # noqa: E402
 from socikit.ztoc.serialize import dumps, loads  # noqa: E402
+from tests.flatbuffers_oracle import oracle_dumps  # noqa: E402
 
 
 def make_ztoc(entries: int, seed: int = 1) -> Ztoc:
@@ -59,80 +60,6 @@ def make_ztoc(entries: int, seed: int = 1) -> Ztoc:
     return Ztoc("0.9", "AWS SOCI CLI v0.2", offset // 3, offset + 1024, tuple(toc), info)
 
 
-def flatbuffers_dumps(z: Ztoc) -> bytes:
-    """The same ztoc through the generic `flatbuffers` Builder, in the reference's call order."""
-    import flatbuffers
-
-    def enc(text: str) -> bytes:
-        return text.encode("utf-8", "surrogateescape")
-
-    b = flatbuffers.Builder(0)
-    version = b.CreateString(enc(z.version))
-    build_tool = b.CreateString(enc(z.build_tool_identifier))
-    tables = [0] * len(z.toc)
-    for i in range(len(z.toc) - 1, -1, -1):
-        e = z.toc[i]
-        name, kind, link, uname, gname, mtime = (
-            b.CreateString(enc(s)) for s in (e.name, e.type, e.linkname, e.uname, e.gname, e.mod_time)
-        )
-        pairs = []
-        for key, value in sorted(dict(e.xattrs).items()):
-            k, v = b.CreateString(key), b.CreateString(value)
-            b.StartObject(2)
-            b.PrependUOffsetTRelativeSlot(0, k, 0)
-            b.PrependUOffsetTRelativeSlot(1, v, 0)
-            pairs.append(b.EndObject())
-        b.StartVector(4, len(pairs), 4)
-        for p in reversed(pairs):
-            b.PrependUOffsetTRelative(p)
-        xattrs = b.EndVector()
-        b.StartObject(14)
-        b.PrependUOffsetTRelativeSlot(0, name, 0)
-        b.PrependUOffsetTRelativeSlot(1, kind, 0)
-        b.PrependInt64Slot(2, e.uncompressed_offset, 0)
-        b.PrependInt64Slot(3, e.uncompressed_size, 0)
-        b.PrependUOffsetTRelativeSlot(4, link, 0)
-        b.PrependInt64Slot(5, e.mode, 0)
-        b.PrependUint32Slot(6, e.uid, 0)
-        b.PrependUint32Slot(7, e.gid, 0)
-        b.PrependUOffsetTRelativeSlot(8, uname, 0)
-        b.PrependUOffsetTRelativeSlot(9, gname, 0)
-        b.PrependUOffsetTRelativeSlot(10, mtime, 0)
-        b.PrependInt64Slot(11, e.devmajor, 0)
-        b.PrependInt64Slot(12, e.devminor, 0)
-        b.PrependUOffsetTRelativeSlot(13, xattrs, 0)
-        tables[i] = b.EndObject()
-    b.StartVector(4, len(tables), 4)
-    for t in reversed(tables):
-        b.PrependUOffsetTRelative(t)
-    metadata = b.EndVector()
-    b.StartObject(1)
-    b.PrependUOffsetTRelativeSlot(0, metadata, 0)
-    toc = b.EndObject()
-    info = z.compression_info
-    checkpoints = b.CreateByteVector(info.checkpoints)
-    digests = [b.CreateString(enc(d)) for d in info.span_digests]
-    b.StartVector(4, len(digests), 4)
-    for d in reversed(digests):
-        b.PrependUOffsetTRelative(d)
-    digest_vector = b.EndVector()
-    b.StartObject(4)
-    b.PrependInt32Slot(1, info.max_span_id, 0)
-    b.PrependUOffsetTRelativeSlot(2, digest_vector, 0)
-    b.PrependUOffsetTRelativeSlot(3, checkpoints, 0)
-    b.PrependInt8Slot(0, {"gzip": 1, "uncompressed": 2}[info.compression_algorithm], 1)
-    compression_info = b.EndObject()
-    b.StartObject(6)
-    b.PrependUOffsetTRelativeSlot(0, version, 0)
-    b.PrependUOffsetTRelativeSlot(1, build_tool, 0)
-    b.PrependUOffsetTRelativeSlot(4, toc, 0)
-    b.PrependInt64Slot(2, z.compressed_archive_size, 0)
-    b.PrependInt64Slot(3, z.uncompressed_archive_size, 0)
-    b.PrependUOffsetTRelativeSlot(5, compression_info, 0)
-    b.Finish(b.EndObject())
-    return bytes(b.Output())
-
-
 def best_of(repeat: int, fn, *args):  # type: ignore[no-untyped-def]
     best = float("inf")
     result = None
@@ -156,7 +83,7 @@ def main() -> None:
     print(f"ztoc: {args.entries} entries, {len(data):,} bytes, sha256:{digest[:16]}…")
     print(f"socikit dumps          {ours * 1000:9.1f} ms")
     if not args.skip_flatbuffers:
-        theirs, reference = best_of(1, flatbuffers_dumps, z)
+        theirs, reference = best_of(1, oracle_dumps, z)
         print(f"flatbuffers Builder    {theirs * 1000:9.1f} ms   ({theirs / ours:.1f}x slower)")
         print(f"identical bytes        {reference == data}")
         if reference != data:

@@ -16,7 +16,6 @@ Timings vary between machines and runs; the ratios are what to compare.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import subprocess
 import sys

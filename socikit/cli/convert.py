@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,26 +19,36 @@ if TYPE_CHECKING:
     from socikit.pipeline.convert import ConversionResult
 
 Platforms = Annotated[
-    Optional[list[str]],
-    typer.Option("--platform", "-p", help="Platform to index, e.g. linux/arm64 (repeatable). Default: the image's "
-                 "only platform for a single-manifest image, else the host's."),
+    list[str] | None,
+    typer.Option(
+        "--platform",
+        "-p",
+        help="Platform to index, e.g. linux/arm64 (repeatable). Default: the image's "
+        "only platform for a single-manifest image, else the host's.",
+    ),
 ]
 AllPlatforms = Annotated[bool, typer.Option("--all-platforms", help="Index every platform of the image.")]
 SpanSize = Annotated[int, typer.Option("--span-size", min=0, help="Minimum uncompressed bytes per span.")]
 MinLayerSize = Annotated[
-    int, typer.Option("--min-layer-size", min=0,
-                      help="Layers whose compressed size is below this get no ztoc (equal is indexed).")
+    int,
+    typer.Option(
+        "--min-layer-size", min=0, help="Layers whose compressed size is below this get no ztoc (equal is indexed)."
+    ),
 ]
 BuildToolId = Annotated[str, typer.Option("--build-tool-id", help="Build tool identifier in ztocs and indexes.")]
-Jobs = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Layers indexed in parallel (default: cores).")]
+Jobs = Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Layers indexed in parallel (default: cores).")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
 ProgressMode = Annotated[str, typer.Option("--progress", help="auto (rich on a terminal, plain in CI), plain or none.")]
 NoValidate = Annotated[bool, typer.Option("--no-validate", help="Skip validating the result before writing it.")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Rebuild every ztoc instead of reusing cached ones.")]
 Root = Annotated[
-    Optional[Path],
-    typer.Option("--root", help="socikit's local store and ztoc cache (default: $SOCIKIT_ROOT, /var/lib/socikit "
-                 "for root, else ~/.local/share/socikit).", envvar="SOCIKIT_ROOT"),
+    Path | None,
+    typer.Option(
+        "--root",
+        help="socikit's local store and ztoc cache (default: $SOCIKIT_ROOT, /var/lib/socikit "
+        "for root, else ~/.local/share/socikit).",
+        envvar="SOCIKIT_ROOT",
+    ),
 ]
 
 
@@ -62,18 +72,24 @@ def _check_progress(mode: str) -> None:
 
 @app.command("convert")
 def convert_command(
-    source: Annotated[str, typer.Argument(help="Image to index: oci:DIR[:TAG], oci-archive:FILE[:TAG], "
-                                               "docker-archive:FILE[:REF], docker-daemon:REF or HOST/REPO[:TAG|@DIGEST].")],
+    source: Annotated[
+        str,
+        typer.Argument(
+            help="Image to index: oci:DIR[:TAG], oci-archive:FILE[:TAG], "
+            "docker-archive:FILE[:REF], docker-daemon:REF or HOST/REPO[:TAG|@DIGEST]."
+        ),
+    ],
     destination: Annotated[str, typer.Argument(help="Where to write the result (same reference forms, tagged).")],
     v1: Annotated[bool, typer.Option("--v1", help="Write SOCI v1 indexes that refer to the unchanged image.")] = False,
-    v2: Annotated[bool, typer.Option("--v2", help="Bundle SOCI v2 indexes with the image in a new OCI index "
-                                                  "(the default).")] = False,
+    v2: Annotated[
+        bool, typer.Option("--v2", help="Bundle SOCI v2 indexes with the image in a new OCI index (the default).")
+    ] = False,
     platform: Platforms = None,
     all_platforms: AllPlatforms = False,
     span_size: SpanSize = mt.DEFAULT_SPAN_SIZE,
     min_layer_size: MinLayerSize = mt.DEFAULT_MIN_LAYER_SIZE,
     build_tool_id: BuildToolId = mt.REFERENCE_BUILD_TOOL_ID,
-    jobs: Jobs = os.cpu_count() or 1,
+    jobs: Jobs = None,
     json_output: JsonOut = False,
     progress: ProgressMode = "auto",
     no_validate: NoValidate = False,
@@ -94,15 +110,21 @@ def convert_command(
     from socikit.pipeline.run import run_convert
 
     options = ConvertOptions(
-        index_version="v1" if v1 else "v2", platforms=tuple(platform or ()), all_platforms=all_platforms,
-        span_size=span_size, min_layer_size=min_layer_size, build_tool_identifier=build_tool_id, jobs=jobs,
+        index_version="v1" if v1 else "v2",
+        platforms=tuple(platform or ()),
+        all_platforms=all_platforms,
+        span_size=span_size,
+        min_layer_size=min_layer_size,
+        build_tool_identifier=build_tool_id,
+        jobs=jobs or os.cpu_count() or 1,
     )
     with errors_to_exit():
         reg = registry_options(plain_http, tls_verify, cert_dir, user)
         cache = None if no_cache else ZtocCache(root or default_root())
         with ProgressRenderer(progress) as renderer:
-            result = run_convert(source, destination, options, registry=reg, cache=cache,
-                                 validate=not no_validate, on_event=renderer)
+            result = run_convert(
+                source, destination, options, registry=reg, cache=cache, validate=not no_validate, on_event=renderer
+            )
         _summary(result, json_output)
 
 
@@ -114,7 +136,7 @@ def create_command(
     span_size: SpanSize = mt.DEFAULT_SPAN_SIZE,
     min_layer_size: MinLayerSize = mt.DEFAULT_MIN_LAYER_SIZE,
     build_tool_id: BuildToolId = mt.REFERENCE_BUILD_TOOL_ID,
-    jobs: Jobs = os.cpu_count() or 1,
+    jobs: Jobs = None,
     json_output: JsonOut = False,
     progress: ProgressMode = "auto",
     no_validate: NoValidate = False,
@@ -133,14 +155,20 @@ def create_command(
     from socikit.pipeline.run import run_create
 
     options = ConvertOptions(
-        index_version="v1", platforms=tuple(platform or ()), all_platforms=all_platforms,
-        span_size=span_size, min_layer_size=min_layer_size, build_tool_identifier=build_tool_id, jobs=jobs,
+        index_version="v1",
+        platforms=tuple(platform or ()),
+        all_platforms=all_platforms,
+        span_size=span_size,
+        min_layer_size=min_layer_size,
+        build_tool_identifier=build_tool_id,
+        jobs=jobs or os.cpu_count() or 1,
     )
     with errors_to_exit():
         reg = registry_options(plain_http, tls_verify, cert_dir, user)
         store_root = root or default_root()
         cache = None if no_cache else ZtocCache(store_root)
         with ProgressRenderer(progress) as renderer:
-            result = run_create(source, options, root=store_root, registry=reg, cache=cache,
-                                validate=not no_validate, on_event=renderer)
+            result = run_create(
+                source, options, root=store_root, registry=reg, cache=cache, validate=not no_validate, on_event=renderer
+            )
         _summary(result, json_output)

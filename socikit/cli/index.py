@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -18,7 +18,7 @@ from socikit.pipeline.cache import default_root
 from socikit.pipeline.store import LocalStore, index_summary
 
 Root = Annotated[
-    Optional[Path], typer.Option("--root", help="Local store root (default: $SOCIKIT_ROOT, /var/lib/socikit "
+    Path | None, typer.Option("--root", help="Local store root (default: $SOCIKIT_ROOT, /var/lib/socikit "
                                  "for root, else ~/.local/share/socikit).", envvar="SOCIKIT_ROOT"),
 ]
 COLUMNS = ("digest", "size", "image_ref", "platform", "media_type", "manifest", "version", "created")
@@ -26,9 +26,9 @@ COLUMNS = ("digest", "size", "image_ref", "platform", "media_type", "manifest", 
 
 @index_app.command("list")
 def list_command(
-    ref: Annotated[Optional[str], typer.Option("--ref", help="Only indexes built from this image reference.")] = None,
+    ref: Annotated[str | None, typer.Option("--ref", help="Only indexes built from this image reference.")] = None,
     remote: Annotated[
-        Optional[str], typer.Option("--remote", help="List the SOCI indexes a registry has for this image instead.")
+        str | None, typer.Option("--remote", help="List the SOCI indexes a registry has for this image instead.")
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     root: Root = None,
@@ -68,8 +68,8 @@ def info_command(
 
 @index_app.command("rm")
 def remove_command(
-    digests: Annotated[Optional[list[str]], typer.Argument(help="Digests of SOCI indexes to remove.")] = None,
-    ref: Annotated[Optional[str], typer.Option("--ref", help="Remove every index built from this image.")] = None,
+    digests: Annotated[list[str] | None, typer.Argument(help="Digests of SOCI indexes to remove.")] = None,
+    ref: Annotated[str | None, typer.Option("--ref", help="Remove every index built from this image.")] = None,
     root: Root = None,
 ) -> None:
     """Remove SOCI indexes (and ztocs no other index uses) from the local store."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,17 +18,29 @@ from socikit.pipeline.store import LocalStore
 @app.command("push")
 def push_command(
     reference: Annotated[str, typer.Argument(help="Registry image the indexes were created for (HOST/REPO:TAG).")],
-    v1: Annotated[bool, typer.Option("--v1", help="Push SOCI v1 indexes (required: v2 indexes travel with "
-                                                  "the image through `socikit convert`).")] = False,
+    v1: Annotated[
+        bool,
+        typer.Option(
+            "--v1", help="Push SOCI v1 indexes (required: v2 indexes travel with the image through `socikit convert`)."
+        ),
+    ] = False,
     existing_index: Annotated[
-        str, typer.Option("--existing-index", help="When the registry already has a v1 index for the image: "
-                          "warn (push anyway, with a warning), skip, or allow.")
+        str,
+        typer.Option(
+            "--existing-index",
+            help="When the registry already has a v1 index for the image: "
+            "warn (push anyway, with a warning), skip, or allow.",
+        ),
     ] = "warn",
-    platform: Annotated[Optional[list[str]], typer.Option("--platform", "-p", help="Platform to push (repeatable).")] = None,
+    platform: Annotated[
+        list[str] | None, typer.Option("--platform", "-p", help="Platform to push (repeatable).")
+    ] = None,
     all_platforms: Annotated[bool, typer.Option("--all-platforms", help="Push the indexes of every platform.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable summary.")] = False,
-    no_validate: Annotated[bool, typer.Option("--no-validate", help="Push without validating the indexes first.")] = False,
-    root: Annotated[Optional[Path], typer.Option("--root", envvar="SOCIKIT_ROOT", help="Local store root.")] = None,
+    no_validate: Annotated[
+        bool, typer.Option("--no-validate", help="Push without validating the indexes first.")
+    ] = False,
+    root: Annotated[Path | None, typer.Option("--root", envvar="SOCIKIT_ROOT", help="Local store root.")] = None,
     plain_http: PlainHttp = False,
     tls_verify: TlsVerify = "true",
     cert_dir: CertDir = None,
@@ -45,12 +57,24 @@ def push_command(
         reg = registry_options(plain_http, tls_verify, cert_dir, user)
         with ProgressRenderer("plain" if not json_output else "none") as renderer:
             outcomes = push_v1(
-                reference, store=LocalStore(root or default_root()), registry=reg,
-                platforms=tuple(platform or ()), all_platforms=all_platforms, existing_index=existing_index,
-                validate=not no_validate, on_event=renderer,
+                reference,
+                store=LocalStore(root or default_root()),
+                registry=reg,
+                platforms=tuple(platform or ()),
+                all_platforms=all_platforms,
+                existing_index=existing_index,
+                validate=not no_validate,
+                on_event=renderer,
             )
-        rows = [{"digest": o.index.descriptor.digest, "platform": str(o.index.platform), "pushed": o.pushed,
-                 "reason": o.reason} for o in outcomes]
+        rows = [
+            {
+                "digest": o.index.descriptor.digest,
+                "platform": str(o.index.platform),
+                "pushed": o.pushed,
+                "reason": o.reason,
+            }
+            for o in outcomes
+        ]
         if json_output:
             print_json(rows)
         else:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,11 +15,11 @@ TlsVerify = Annotated[
     str, typer.Option("--tls-verify", help="Verify registry TLS certificates: true or false.", metavar="BOOL")
 ]
 CertDir = Annotated[
-    Optional[Path],
+    Path | None,
     typer.Option("--cert-dir", help="Directory with ca.crt / *.crt (and client.cert, client.key) for registries."),
 ]
 User = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--user", "-u", help="Registry credentials USER[:PASSWORD]; prompts for the password if omitted."),
 ]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -14,12 +14,22 @@ from socikit.cli.registry_options import CertDir, PlainHttp, TlsVerify, User, re
 
 @app.command("validate")
 def validate_command(
-    reference: Annotated[str, typer.Argument(help="Image to check (any reference form): its SOCI indexes, "
-                                                  "ztocs and, with --deep/--sample, its layers.")],
-    deep: Annotated[bool, typer.Option("--deep", help="Stream every indexed layer: span digests, every TOC "
-                                                      "entry against its tar header, every file through spans.")] = False,
+    reference: Annotated[
+        str,
+        typer.Argument(
+            help="Image to check (any reference form): its SOCI indexes, ztocs and, with --deep/--sample, its layers."
+        ),
+    ],
+    deep: Annotated[
+        bool,
+        typer.Option(
+            "--deep",
+            help="Stream every indexed layer: span digests, every TOC "
+            "entry against its tar header, every file through spans.",
+        ),
+    ] = False,
     sample: Annotated[
-        Optional[int], typer.Option("--sample", min=1, help="Like --deep but read only N files per layer through spans.")
+        int | None, typer.Option("--sample", min=1, help="Like --deep but read only N files per layer through spans.")
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable report on stdout.")] = False,
     plain_http: PlainHttp = False,
@@ -45,8 +55,12 @@ def validate_command(
         else:
             table = Table("check", "result", "artifact", "reason", box=None)
             for check in report.checks:
-                table.add_row(check.name, "[green]pass[/green]" if check.passed else "[red]FAIL[/red]",
-                              check.subject, check.reason)
+                table.add_row(
+                    check.name,
+                    "[green]pass[/green]" if check.passed else "[red]FAIL[/red]",
+                    check.subject,
+                    check.reason,
+                )
             stdout.print(table)
             stdout.print(f"soci-snapshotter with default settings: {report.summary}")
             failed = len(report.failures)

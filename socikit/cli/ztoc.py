@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -17,9 +17,9 @@ from socikit.cli.console import errors_to_exit, print_json, stdout
 from socikit.errors import LayerError, SocikitError, UnsupportedLayerError
 from socikit.oci import gojson
 from socikit.oci.digest import is_digest, sha256_digest
+from socikit.oci.mediatypes import DEFAULT_SPAN_SIZE, MEDIA_TYPE_OCI_LAYER_GZIP, compression_of_layer
 from socikit.pipeline.cache import default_root
 from socikit.pipeline.store import LocalStore
-from socikit.oci.mediatypes import DEFAULT_SPAN_SIZE, MEDIA_TYPE_OCI_LAYER_GZIP, compression_of_layer
 from socikit.ztoc.builder import build_ztoc
 from socikit.ztoc.extract import file_range_reader, read_file
 from socikit.ztoc.info import ztoc_info
@@ -48,7 +48,7 @@ def build_command(
         str, typer.Option("--build-tool-id", help="Build tool identifier stored in the ztoc.")
     ] = DEFAULT_BUILD_TOOL_ID,
     expected_digest: Annotated[
-        Optional[str], typer.Option("--digest", help="Expected sha256 digest of the blob; a mismatch fails.")
+        str | None, typer.Option("--digest", help="Expected sha256 digest of the blob; a mismatch fails.")
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")] = False,
 ) -> None:
@@ -113,7 +113,7 @@ def _load_ztoc(path: Path, root: Path | None = None) -> tuple[bytes, object]:
 
 
 Root = Annotated[
-    Optional[Path], typer.Option("--root", envvar="SOCIKIT_ROOT", help="Local store root, for ztoc digests.")
+    Path | None, typer.Option("--root", envvar="SOCIKIT_ROOT", help="Local store root, for ztoc digests.")
 ]
 ZtocArg = Annotated[Path, typer.Argument(help="ztoc file, or the digest of a ztoc in the local store.")]
 
@@ -167,7 +167,7 @@ def get_file_command(
     blob: Annotated[Path, typer.Argument(help="The layer blob the ztoc was built from.", dir_okay=False)],
     path: Annotated[str, typer.Argument(help="Path of the file inside the layer.")],
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Write here (atomically) instead of stdout.")
+        Path | None, typer.Option("--output", "-o", help="Write here (atomically) instead of stdout.")
     ] = None,
     root: Root = None,
 ) -> None:

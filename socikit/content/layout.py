@@ -73,7 +73,9 @@ class LayoutSource:
             for entry in entries:
                 if entry.annotations.get(mt.ANNOTATION_REF_NAME) == self.tag:
                     return entry
-            tags = sorted({e.annotations[mt.ANNOTATION_REF_NAME] for e in entries if mt.ANNOTATION_REF_NAME in e.annotations})
+            tags = sorted(
+                {e.annotations[mt.ANNOTATION_REF_NAME] for e in entries if mt.ANNOTATION_REF_NAME in e.annotations}
+            )
             raise ImageError(
                 f"tag {self.tag!r} is not in the layout {self.root}; tags present: {', '.join(tags) or 'none'}"
             )
@@ -187,7 +189,8 @@ class LayoutSink:
             annotations[mt.ANNOTATION_REF_NAME] = self.tag_name
         entry = desc.with_changes(annotations=annotations).to_json()
         kept = [
-            e for e in self.entries()
+            e
+            for e in self.entries()
             if not (self.tag_name and (e.get("annotations") or {}).get(mt.ANNOTATION_REF_NAME) == self.tag_name)
         ]
         self._write_index([*kept, entry])
@@ -205,8 +208,15 @@ class LayoutSink:
     def write_referrer(self, desc: Descriptor, data: bytes, subject: Descriptor) -> None:
         """A manifest that refers to `subject` (SOCI v1): stored and listed with its artifactType."""
         self.write_blob(desc, data)
-        self.add_entry(Descriptor(media_type=desc.media_type, digest=desc.digest, size=desc.size,
-                                  annotations=dict(desc.annotations), artifact_type=desc.artifact_type))
+        self.add_entry(
+            Descriptor(
+                media_type=desc.media_type,
+                digest=desc.digest,
+                size=desc.size,
+                annotations=dict(desc.annotations),
+                artifact_type=desc.artifact_type,
+            )
+        )
 
     def close(self) -> None:
         pass

@@ -3,9 +3,9 @@ straight from the source's blob streams, reuse cached ztocs."""
 
 from __future__ import annotations
 
+import multiprocessing
 import time
 from collections.abc import Callable, Iterable
-import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +13,7 @@ from typing import Any
 from socikit.content.base import ImageSource
 from socikit.errors import ImageError, SocikitError
 from socikit.oci.descriptor import Descriptor
-from socikit.oci.mediatypes import MEDIA_TYPE_SOCI_PREFETCH, compression_of_layer
+from socikit.oci.mediatypes import compression_of_layer
 from socikit.pipeline.cache import ZtocCache
 from socikit.pipeline.events import Event, LayerFinished, LayerStarted
 from socikit.ztoc.builder import build_ztoc

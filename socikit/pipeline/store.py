@@ -68,7 +68,7 @@ class LocalStore:
 
     def write_referrer(self, desc: Descriptor, data: bytes, subject: Descriptor) -> None:
         self.sink.write_blob(desc, data)
-        created = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        created = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         annotations = {
             ANNOTATION_STORE_IMAGE_REF: self.image_ref,
             mt.ANNOTATION_IMAGE_MANIFEST_DIGEST: subject.digest,

@@ -9,9 +9,7 @@ again skips every blob already present (HEAD before upload).
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from socikit.content.base import ImageSource

@@ -39,7 +39,9 @@ def validate_converted_index(data: bytes, manifests: dict[str, bytes]) -> None:
         target = entry["annotations"][mt.ANNOTATION_IMAGE_MANIFEST_DIGEST]
         image_entry = entries.get(target)
         if image_entry is None or target not in manifests:
-            raise InvalidArtifactError(f"SOCI index {entry['digest']} points at manifest {target}, which is not in the index")
+            raise InvalidArtifactError(
+                f"SOCI index {entry['digest']} points at manifest {target}, which is not in the index"
+            )
         manifest = json.loads(manifests[target])
         back = (manifest.get("annotations") or {}).get(mt.ANNOTATION_INDEX_DIGEST)
         if back != entry["digest"]:
@@ -47,4 +49,6 @@ def validate_converted_index(data: bytes, manifests: dict[str, bytes]) -> None:
         if image_entry.get("platform") and entry.get("platform"):
             a, b = image_entry["platform"], entry["platform"]
             if (a.get("os"), a.get("architecture")) != (b.get("os"), b.get("architecture")):
-                raise InvalidArtifactError(f"SOCI index {entry['digest']} and manifest {target} are for different platforms")
+                raise InvalidArtifactError(
+                    f"SOCI index {entry['digest']} and manifest {target} are for different platforms"
+                )

@@ -18,8 +18,17 @@ VECTORS = [pytest.param(v, id=v.name) for v in all_vectors()]
 
 def _flags(vector) -> list[str]:
     params = vector.params
-    flags = ["--span-size", str(params["span_size"]), "--min-layer-size", str(params["min_layer_size"]),
-             "--build-tool-id", params["build_tool_id"], "--progress", "none", "--no-cache"]
+    flags = [
+        "--span-size",
+        str(params["span_size"]),
+        "--min-layer-size",
+        str(params["min_layer_size"]),
+        "--build-tool-id",
+        params["build_tool_id"],
+        "--progress",
+        "none",
+        "--no-cache",
+    ]
     if params["platforms"] == "all":
         flags.append("--all-platforms")
     else:
@@ -38,7 +47,9 @@ def _convert(vector, out: Path, *extra: str):
 
 def _tagged(layout: Path, tag: str) -> dict:
     index = json.loads((layout / "index.json").read_text())
-    return next(m for m in index["manifests"] if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
+    return next(
+        m for m in index["manifests"] if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag
+    )
 
 
 def _blob(layout: Path, digest: str) -> bytes:
@@ -86,8 +97,6 @@ def test_converting_a_converted_image_is_idempotent(tmp_path: Path) -> None:
     vector = next(v for v in all_vectors() if v.name == "multi-platform")
     first, second = tmp_path / "first", tmp_path / "second"
     _convert(vector, first)
-    result = CliRunner().invoke(
-        app, ["convert", *_flags(vector), f"oci:{first}:latest", f"oci:{second}:latest"]
-    )
+    result = CliRunner().invoke(app, ["convert", *_flags(vector), f"oci:{first}:latest", f"oci:{second}:latest"])
     assert result.exit_code == 0, result.output
     assert _tagged(first, "latest")["digest"] == _tagged(second, "latest")["digest"]

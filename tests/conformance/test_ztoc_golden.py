@@ -7,7 +7,6 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-
 from socikit.cli import app
 from socikit.oci.mediatypes import compression_of_layer
 from socikit.ztoc.builder import build_ztoc

@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported by name)
 """`socikit convert`, `create` and `push --v1` against a real registry (Debian's docker-registry
 2.8, which has no Referrers API: the fallback tag path is what runs), read back by independent
 clients (skopeo, and containerd's ctr when installed by .ci/run)."""
@@ -6,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -14,14 +14,14 @@ import pytest
 from typer.testing import CliRunner
 
 from socikit.cli import app
+from tests.integration.containerd_fixtures import containerd  # noqa: F401  (fixture)
 from tests.integration.registry_fixtures import (  # noqa: F401  (fixtures)
     TEST_PASSWORD,
     TEST_USER,
     htpasswd_registry,
-    registry_factory,
     registry,
+    registry_factory,
 )
-from tests.integration.containerd_fixtures import containerd  # noqa: F401  (fixture)
 from tests.vectors import all_vectors
 
 pytestmark = [pytest.mark.integration, pytest.mark.registry]

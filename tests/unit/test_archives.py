@@ -52,7 +52,7 @@ def _docker_save(tmp_path: Path, *, oci_style: bool, compress: bool) -> tuple[Pa
     index = json.loads((VECTOR.input_dir / "index.json").read_text())
     manifest = json.loads(VECTOR.blob(index["manifests"][0]["digest"]).read_bytes())
     config = VECTOR.blob(manifest["config"]["digest"]).read_bytes()
-    layers = [gzip.decompress(VECTOR.blob(l["digest"]).read_bytes()) for l in manifest["layers"]]
+    layers = [gzip.decompress(VECTOR.blob(layer["digest"]).read_bytes()) for layer in manifest["layers"]]
     if compress:
         layers = [gzip.compress(layer, mtime=0) for layer in layers]
     path = tmp_path / ("oci-style.tar" if oci_style else "legacy.tar")
@@ -74,7 +74,7 @@ def test_docker_archive_legacy_layout_uncompressed(tmp_path: Path) -> None:
     source = DockerArchiveSource(path, ref="example.com/app:1")
     manifest = json.loads(source.read_blob(source.resolve()))
     assert manifest["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
-    assert [l["mediaType"] for l in manifest["layers"]] == ["application/vnd.docker.image.rootfs.diff.tar"]
+    assert [layer["mediaType"] for layer in manifest["layers"]] == ["application/vnd.docker.image.rootfs.diff.tar"]
     assert manifest["layers"][0]["digest"] == "sha256:" + hashlib.sha256(layers[0]).hexdigest()
     result = CliRunner().invoke(app, ["convert", *FLAGS, "--json", f"docker-archive:{path}", f"oci:{tmp_path / 'o'}:x"])
     assert result.exit_code == 0, result.output

@@ -19,12 +19,14 @@ def test_create_list_info_rm(tmp_path: Path) -> None:
     root = tmp_path / "root"
     vector = next(v for v in all_vectors() if v.name == "multi-platform")
     ref = f"oci:{vector.input_dir}:latest"
-    result = _invoke(root, "create", "--all-platforms", "--span-size", "65536", "--min-layer-size", "0",
-                     "--progress", "none", ref)
+    result = _invoke(
+        root, "create", "--all-platforms", "--span-size", "65536", "--min-layer-size", "0", "--progress", "none", ref
+    )
     assert result.exit_code == 0, result.output
     listed = json.loads(_invoke(root, "index", "list", "--json").stdout)
-    expected = {"sha256:" + f.stem.rsplit("-", 1)[1]
-                for f in (vector.path / "expected-current").glob("soci-index-v1-*.json")}
+    expected = {
+        "sha256:" + f.stem.rsplit("-", 1)[1] for f in (vector.path / "expected-current").glob("soci-index-v1-*.json")
+    }
     assert {row["digest"] for row in listed} == expected
     assert {row["platform"] for row in listed} == {"linux/amd64", "linux/arm64/v8"}
     assert all(row["image_ref"] == ref and row["version"] == "v1" for row in listed)
@@ -34,7 +36,9 @@ def test_create_list_info_rm(tmp_path: Path) -> None:
     assert info.exit_code == 0 and json.loads(info.stdout)["subject"]["digest"] == listed[0]["manifest"]
 
     ztocs = json.loads(_invoke(root, "ztoc", "list", "--json").stdout)
-    assert {z["digest"] for z in ztocs} == {"sha256:" + f.stem[5:] for f in (vector.path / "expected-current").glob("ztoc-*.bin")}
+    assert {z["digest"] for z in ztocs} == {
+        "sha256:" + f.stem[5:] for f in (vector.path / "expected-current").glob("ztoc-*.bin")
+    }
     info = json.loads(_invoke(root, "ztoc", "info", ztocs[0]["digest"], "--json").stdout)
     assert info["version"] == "0.9"
 
@@ -56,8 +60,16 @@ def test_rm_unknown_digest(tmp_path: Path) -> None:
 def test_ztoc_cache_makes_reindexing_free(tmp_path: Path) -> None:
     root = tmp_path / "root"
     vector = next(v for v in all_vectors() if v.name == "tricky-pax")
-    args = ["--span-size", "65536", "--min-layer-size", "0", "--progress", "none", "--json",
-            f"oci:{vector.input_dir}:latest"]
+    args = [
+        "--span-size",
+        "65536",
+        "--min-layer-size",
+        "0",
+        "--progress",
+        "none",
+        "--json",
+        f"oci:{vector.input_dir}:latest",
+    ]
     first = json.loads(_invoke(root, "create", *args).stdout)
     second = json.loads(_invoke(root, "convert", *args, f"oci:{tmp_path / 'out'}:latest").stdout)
     assert first["platforms"][0]["layers"][0]["cached"] is False

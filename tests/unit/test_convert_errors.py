@@ -92,13 +92,24 @@ def test_unknown_layer_media_type(source: Path, tmp_path: Path) -> None:
     index["manifests"][0].update(digest="sha256:" + digest, size=len(data))
     (source / "index.json").write_text(json.dumps(index))
     _assert_failed(_run(f"oci:{source}:latest", f"oci:{tmp_path / 'dst'}:latest"), "application/x-not-a-layer")
-    assert not (tmp_path / "dst" / "index.json").exists() or "latest" not in (tmp_path / "dst" / "index.json").read_text()
+    assert (
+        not (tmp_path / "dst" / "index.json").exists() or "latest" not in (tmp_path / "dst" / "index.json").read_text()
+    )
 
 
 def test_nothing_to_index_explains_min_layer_size(tmp_path: Path) -> None:
     vector = _vector("tricky-pax")
-    result = CliRunner().invoke(app, ["convert", "--progress", "none", "--no-cache", f"oci:{vector.input_dir}:latest",
-                                      f"oci:{tmp_path / 'dst'}:latest"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "convert",
+            "--progress",
+            "none",
+            "--no-cache",
+            f"oci:{vector.input_dir}:latest",
+            f"oci:{tmp_path / 'dst'}:latest",
+        ],
+    )
     _assert_failed(result, "--min-layer-size", "10485760")
 
 
@@ -120,7 +131,9 @@ def test_absent_platform_lists_the_present_ones(tmp_path: Path) -> None:
 
 def test_single_platform_of_a_multi_platform_image(tmp_path: Path) -> None:
     vector = _vector("multi-platform")
-    result = _run("--platform", "linux/arm64", "--json", f"oci:{vector.input_dir}:latest", f"oci:{tmp_path / 'd'}:latest")
+    result = _run(
+        "--platform", "linux/arm64", "--json", f"oci:{vector.input_dir}:latest", f"oci:{tmp_path / 'd'}:latest"
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert [p["platform"] for p in summary["platforms"]] == ["linux/arm64"]
@@ -146,6 +159,8 @@ def test_destination_keeps_other_tags(tmp_path: Path) -> None:
     dst, _ = _existing_destination(tmp_path)
     result = _run(f"oci:{_vector('tricky-pax').input_dir}:latest", f"oci:{dst}:latest")
     assert result.exit_code == 0, result.output
-    tags = {m["annotations"]["org.opencontainers.image.ref.name"]
-            for m in json.loads((dst / "index.json").read_text())["manifests"]}
+    tags = {
+        m["annotations"]["org.opencontainers.image.ref.name"]
+        for m in json.loads((dst / "index.json").read_text())["manifests"]
+    }
     assert tags == {"other", "latest"}

@@ -59,7 +59,15 @@ def test_formats_long_names_links_devices(fmt) -> None:
     for name, entry in by_name.items():
         assert entry.uncompressed_offset == offsets[name.rstrip("/")], name
     f = by_name[long_dir + "/file.txt"]
-    assert (f.type, f.uncompressed_size, f.mode, f.uid, f.gid, f.uname, f.gname) == ("reg", 5, 0o4755, 1000, 100, "u", "g")
+    assert (f.type, f.uncompressed_size, f.mode, f.uid, f.gid, f.uname, f.gname) == (
+        "reg",
+        5,
+        0o4755,
+        1000,
+        100,
+        "u",
+        "g",
+    )
     assert by_name["d/null"].devmajor == 1 and by_name["d/null"].devminor == 3
     if fmt != tarfile.USTAR_FORMAT:  # ustar cannot hold a link target over 100 bytes
         assert by_name["d/hard"].type == "hardlink" and by_name["d/hard"].linkname == long_dir + "/file.txt"
