@@ -112,10 +112,8 @@ def main() -> None:
             src_proc.wait(timeout=10)
     o, t = min(ours), min(theirs)
     print(
-        print(
-            f"image: {src_layout.name} (3 gzip layers), local docker-registry processes "
-            f"(fresh destination each round), best of {args.repeat}"
-        )
+        f"image: {src_layout.name} (3 gzip layers), local docker-registry processes "
+        f"(fresh destination each round), best of {args.repeat}"
     )
     print(f"  skopeo copy                   {t:6.2f} s")
     print(f"  socikit convert (pull+index+push) {o:6.2f} s   ratio socikit/skopeo {o / t:.2f}")
