@@ -132,7 +132,7 @@ def list_command(
             return
         table = Table("DIGEST", "SIZE", "LAYER DIGEST", box=None)
         for row in rows:
-            table.add_row(row["digest"], str(row["size"]), row["layer_digest"])
+            table.add_row(str(row["digest"]), str(row["size"]), str(row["layer_digest"]))
         stdout.print(table)
 
 

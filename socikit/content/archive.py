@@ -56,7 +56,7 @@ class _BoundedReader(io.RawIOBase):
 
 
 def _open_member(path: str, offset: int, size: int, desc: Descriptor | None = None) -> BinaryIO:
-    return io.BufferedReader(_BoundedReader(path, offset, size), buffer_size=1 << 20)  # type: ignore[return-value]
+    return io.BufferedReader(_BoundedReader(path, offset, size), buffer_size=1 << 20)
 
 
 def _member_table(path: Path) -> dict[str, tuple[int, int]]:

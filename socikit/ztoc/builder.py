@@ -255,14 +255,13 @@ class _TarPass:
         blob_hash = hashlib.sha256()
         span_hash = hashlib.sha256()
         span_digests: list[str] = []
-        in_buf = bytearray(INPUT_CHUNK)
-        in_view = memoryview(in_buf)
         total = 0
         while True:
-            n = stream.readinto(in_view)
-            if not n:
+            data = stream.read(INPUT_CHUNK)
+            if not data:
                 break
-            chunk = in_view[:n]
+            n = len(data)
+            chunk = memoryview(data)
             blob_hash.update(chunk)
             if toc_open:
                 toc_open = toc.feed(chunk)

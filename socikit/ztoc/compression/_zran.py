@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 Z_OK = 0
@@ -28,6 +29,9 @@ Z_BLOCK = 5
 
 WINDOW_BITS_AUTO = 47  # 32 (auto-detect gzip/zlib header) + 15
 WINDOW_BITS_RAW = -15
+
+
+_Fn = Callable[..., int]  # a bound foreign function returning a C int
 
 
 class ZStream(ctypes.Structure):
@@ -56,12 +60,12 @@ class InflateLib:
     """The resolved inflate entry points of one library."""
 
     name: str
-    inflate: ctypes._CFuncPtr
-    inflate_end: ctypes._CFuncPtr
-    inflate_reset2: ctypes._CFuncPtr
-    inflate_prime: ctypes._CFuncPtr
-    inflate_set_dictionary: ctypes._CFuncPtr
-    _init2: ctypes._CFuncPtr
+    inflate: _Fn
+    inflate_end: _Fn
+    inflate_reset2: _Fn
+    inflate_prime: _Fn
+    inflate_set_dictionary: _Fn
+    _init2: _Fn
     _zlib_version: bytes | None
 
     def init2(self, strm: ZStream, window_bits: int) -> int:
@@ -71,7 +75,7 @@ class InflateLib:
 
 
 def _bind(lib: ctypes.CDLL, prefix: str, name: str, zlib_version: bytes | None) -> InflateLib:
-    def fn(symbol: str, *argtypes: object) -> ctypes._CFuncPtr:
+    def fn(symbol: str, *argtypes: object) -> _Fn:
         f = getattr(lib, prefix + symbol)
         f.argtypes = list(argtypes)
         f.restype = ctypes.c_int
@@ -130,7 +134,7 @@ def inflate_lib() -> InflateLib:
 def error_text(ret: int, strm: ZStream) -> str:
     """zlib's message for a failed call (e.g. 'invalid block type', 'incorrect data check')."""
     if strm.msg:
-        return strm.msg.decode("utf-8", "replace")
+        return str(strm.msg.decode("utf-8", "replace"))
     return {
         Z_DATA_ERROR: "invalid compressed data",
         Z_MEM_ERROR: "out of memory",

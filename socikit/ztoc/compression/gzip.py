@@ -67,8 +67,8 @@ class GzipZinfo:
             raise ZtocFormatError(
                 f"gzip zinfo blob of {len(blob)} bytes does not hold the {count} checkpoints it claims"
             )
-        self.span_size = span_size
-        self.count = count
+        self.span_size = int(span_size)
+        self.count = int(count)
         self._blob = memoryview(blob)
         self._first_record = 1 if self._v1 else 0
 
@@ -100,7 +100,8 @@ class GzipZinfo:
             if index == 0:
                 return 10, 0, 0
             index -= 1
-        return _RECORD_HEAD.unpack_from(self._blob, HEADER_SIZE + RECORD_SIZE * index)  # type: ignore[return-value]
+        c_in, c_out, bits = _RECORD_HEAD.unpack_from(self._blob, HEADER_SIZE + RECORD_SIZE * index)
+        return int(c_in), int(c_out), int(bits)
 
     def span_of(self, uncompressed_offset: int) -> int:
         """The span holding `uncompressed_offset`: the last checkpoint with out <= offset."""
