@@ -7,16 +7,30 @@ their layers, and whether a default soci-snapshotter would lazily load the image
 
 from __future__ import annotations
 
-from socikit.validate.image import validate_image
-from socikit.validate.report import (
-    CHECK_DESCRIPTIONS,
-    CHECK_NAMES,
-    CheckResult,
-    ManifestVerdict,
-    Report,
-    Summary,
-)
-from socikit.validate.schemas import SCHEMA_NAMES, load_schema, schema_errors
+import importlib
+from typing import Any
+
+# Resolved on first use (PEP 562): `convert` needs only the schema checks, not the layer scanner.
+_EXPORTS = {
+    "validate_image": "image",
+    "CHECK_DESCRIPTIONS": "report",
+    "CHECK_NAMES": "report",
+    "CheckResult": "report",
+    "ManifestVerdict": "report",
+    "Report": "report",
+    "Summary": "report",
+    "SCHEMA_NAMES": "schemas",
+    "load_schema": "schemas",
+    "schema_errors": "schemas",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'socikit.validate' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"socikit.validate.{module}"), name)
+
 
 __all__ = [
     "CHECK_DESCRIPTIONS",
