@@ -1,4 +1,8 @@
-"""Open the ImageSource / ImageSink an image reference names."""
+"""Open the ImageSource / ImageSink an image reference names (dispatch on its transport).
+
+Each transport's module is imported only when used: the registry stack (requests, oras) and
+python-on-whales cost start-up time and are optional for local work.
+"""
 
 from __future__ import annotations
 
@@ -6,51 +10,70 @@ from typing import TYPE_CHECKING
 
 from socikit.content.base import ImageSink, ImageSource
 from socikit.content.reference import ImageReference, parse_reference
-from socikit.errors import ImageReferenceError
+from socikit.errors import ImageError, ImageReferenceError
 
-if TYPE_CHECKING:  # the registry stack (requests, oras) is imported only when a registry is used
+if TYPE_CHECKING:
     from socikit.registry.options import RegistryOptions
+
+_SINK_TRANSPORTS = "oci:DIR[:TAG], oci-archive:FILE[:TAG] or a registry (HOST/REPO:TAG)"
+
+
+def _as_reference(ref: ImageReference | str) -> ImageReference:
+    return parse_reference(ref) if isinstance(ref, str) else ref
 
 
 def open_source(ref: ImageReference | str, *, registry_options: RegistryOptions | None = None) -> ImageSource:
-    ref = parse_reference(ref) if isinstance(ref, str) else ref
+    """The ImageSource for `ref`; the caller closes it. Raises ImageError (or its subclass
+    ImageReferenceError) when the reference is malformed or its image cannot be opened."""
+    ref = _as_reference(ref)
     if ref.transport == "oci":
         from socikit.content.layout import LayoutSource
 
         return LayoutSource(ref.path, tag=ref.tag, digest=ref.digest)
-    if ref.transport == "docker":
-        from socikit.registry.store import open_registry_source
-
-        return open_registry_source(ref.host, ref.repository, ref.tag or None, ref.digest or None, registry_options)
     if ref.transport == "oci-archive":
         from socikit.content.archive import OciArchiveSource
 
-        return OciArchiveSource(ref.path, tag=ref.tag)
+        return OciArchiveSource(ref.path, tag=ref.tag, digest=ref.digest)
     if ref.transport == "docker-archive":
         from socikit.content.archive import DockerArchiveSource
 
-        return DockerArchiveSource(ref.path, ref=ref.tag)
+        return DockerArchiveSource(ref.path, ref=ref.docker_reference if ref.repository else "")
     if ref.transport == "docker-daemon":
         from socikit.content.docker_daemon import DockerDaemonSource
 
-        return DockerDaemonSource(f"{ref.name}:{ref.tag}" if ref.tag else ref.name)
+        return DockerDaemonSource(ref)
+    if ref.transport == "docker":
+        try:
+            from socikit.registry.store import open_registry_source
+        except ImportError as exc:
+            raise ImageError(f"registry support is not available ({exc})") from None
+        return open_registry_source(ref.host, ref.repository, ref.tag or None, ref.digest or None, registry_options)
     raise ImageReferenceError(f"unsupported transport {ref.transport!r}")
 
 
 def open_sink(ref: ImageReference | str, *, registry_options: RegistryOptions | None = None) -> ImageSink:
-    ref = parse_reference(ref) if isinstance(ref, str) else ref
+    """The ImageSink for `ref` (tag "latest" when none is given); the caller closes it.
+    Destinations are OCI layouts, OCI archives and registries."""
+    ref = _as_reference(ref)
+    if ref.transport in ("docker-archive", "docker-daemon"):
+        raise ImageReferenceError(f"{ref.transport}: can only be a source; write to {_SINK_TRANSPORTS}")
     if ref.digest:
         raise ImageReferenceError(f"a destination needs a tag, not a digest: {ref}")
     if ref.transport == "oci":
         from socikit.content.layout import LayoutSink
 
         return LayoutSink(ref.path, tag=ref.tag or "latest")
-    if ref.transport == "docker":
-        from socikit.registry.store import open_registry_sink
-
-        return open_registry_sink(ref.host, ref.repository, ref.tag, None, registry_options)
     if ref.transport == "oci-archive":
         from socikit.content.archive import OciArchiveSink
 
         return OciArchiveSink(ref.path, tag=ref.tag or "latest")
-    raise ImageReferenceError(f"{ref.transport}: cannot be a destination; use oci:, oci-archive: or a registry")
+    if ref.transport == "docker":
+        try:
+            from socikit.registry.store import open_registry_sink
+        except ImportError as exc:
+            raise ImageError(f"registry support is not available ({exc})") from None
+        return open_registry_sink(ref.host, ref.repository, ref.tag, None, registry_options)
+    raise ImageReferenceError(f"unsupported transport {ref.transport!r}")
+
+
+__all__ = ["open_sink", "open_source"]

@@ -1,10 +1,12 @@
 """Streaming tar TOC builder with the semantics of Go's `archive/tar` Reader, which the reference
-uses to build ztoc TOCs (fact sheet §3; reference `ztoc/toc_builder.go`).
+runs over the uncompressed layer to build ztoc TOCs (SOCI ztoc v0.9; fact sheet §3; reference
+`ztoc/toc_builder.go` `metadataFromTarReader`).
 
-Bytes of the uncompressed tar stream are fed in order, in chunks of any size. File data is
-skipped by counting, never copied; only header blocks and extension records (PAX 'x', GNU 'L'/'K')
-are buffered. One FileMetadata per entry Go's `Next()` returns, in tar order, with
-`uncompressed_offset` = stream position after the entry's header blocks.
+Bytes of the uncompressed tar stream are fed in order, in chunks of any size. File data is skipped
+by counting, never copied or looked at; only header blocks and extension records (PAX 'x', GNU
+'L'/'K') are buffered when they straddle two chunks. The result is one FileMetadata per entry
+Go's `Next()` returns, in tar order, with `uncompressed_offset` = stream position just after the
+entry's header blocks, and the stream position at which `Next()` returned io.EOF.
 """
 
 from __future__ import annotations
@@ -18,123 +20,164 @@ from typing import BinaryIO
 from socikit.errors import TarFormatError, UnsupportedLayerError
 from socikit.ztoc.model import FileMetadata
 
-BLOCK = 512
-MAX_SPECIAL_FILE = 1 << 20  # Go's maxSpecialFileSize for PAX and GNU long-name records
-_ZERO_BLOCK = bytes(BLOCK)
-_TYPES = {b"0": "reg", b"1": "hardlink", b"2": "symlink", b"3": "char", b"4": "block", b"5": "dir", b"6": "fifo"}
-_HEADER_ONLY = frozenset({"hardlink", "symlink", "char", "block", "dir", "fifo"})
-_TYPE_NAMES = {
-    b"g": "global PAX header", b"S": "GNU sparse file", b"7": "contiguous file", b"V": "GNU volume header",
-    b"M": "GNU multi-volume continuation", b"N": "GNU old long name", b"D": "GNU directory dump",
-}
-_DECIMAL = re.compile(rb"\A[+-]?[0-9]+\Z")
-_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+__all__ = ["TocBuilder", "TocResult", "build_toc", "format_mod_time"]
 
-_V7, _USTAR, _STAR, _GNU = "v7", "ustar", "star", "gnu"
-# name, mode, uid, gid, size, mtime, chksum, typeflag, linkname, magic+version, uname, gname,
-# devmajor, devminor: the fixed fields of a ustar-family header block.
-_HEADER_FIELDS = struct.Struct("100s8s8s8s12s12s8s1s100s8s32s32s8s8s")
+BLOCK = 512
+MAX_SPECIAL_FILE = 1 << 20  # Go's maxSpecialFileSize: PAX and GNU long-name records
+DEFAULT_CHUNK_SIZE = 1 << 20
+_ZERO_BLOCK = bytes(BLOCK)
+
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+_DECIMAL = re.compile(rb"[+-]?[0-9]+")  # what Go's strconv.ParseInt(s, 10, 64) accepts
+
+# The ustar-family header block: name, mode, uid, gid, size, mtime, chksum, typeflag, linkname,
+# magic, version, uname, gname, devmajor, devminor, prefix (155), 8 unused bytes, STAR trailer.
+_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s8s4s")
+
+_MAGIC_USTAR = b"ustar\0"
+_MAGIC_GNU = b"ustar "
+_VERSION_GNU = b" \0"
+_TRAILER_STAR = b"tar\0"
+
+# Formats as Go's block.getFormat guesses them; every one but V7 carries uname/gname/devices.
+_V7, _USTAR, _GNU, _STAR = 0, 1, 2, 3
+
+_TYPES = {b"0": "reg", b"1": "hardlink", b"2": "symlink", b"3": "char", b"4": "block", b"5": "dir", b"6": "fifo"}
+# Go's isHeaderOnlyType: these never have a data section, whatever their size field says.
+_HEADER_ONLY_FLAGS = frozenset({b"1", b"2", b"3", b"4", b"5", b"6"})
+_HEADER_ONLY = frozenset({"hardlink", "symlink", "char", "block", "dir", "fifo"})
+_EXTENSIONS = frozenset({b"x", b"L", b"K"})
+_UNSUPPORTED_NAMES = {
+    b"g": "global PAX header",
+    b"S": "GNU sparse file",
+    b"7": "contiguous file",
+    b"V": "GNU volume header",
+    b"M": "GNU multi-volume continuation",
+    b"N": "GNU old long name",
+    b"D": "GNU directory dump",
+}
+
+# PAX records whose values are checked for NUL instead of their keys (Go's validPAXRecord).
+_PAX_NUL_CHECKED_VALUES = frozenset({b"path", b"linkpath", b"uname", b"gname"})
+_SPARSE_OFFSET = b"GNU.sparse.offset"
+_SPARSE_NUMBYTES = b"GNU.sparse.numbytes"
+
+# What the builder is collecting bytes for.
+_WANT_HEADER, _WANT_SECOND_ZERO, _WANT_RECORD = 0, 1, 2
+
+_TIME_CACHE_LIMIT = 1 << 14
+_FIELD_CACHE_LIMIT = 1 << 14
 
 
 @dataclass(frozen=True, slots=True)
 class TocResult:
+    """The TOC of one tar stream."""
+
     entries: tuple[FileMetadata, ...]  # tar order
-    uncompressed_archive_size: int  # stream position when Go's Next() returned io.EOF
+    uncompressed_archive_size: int  # stream position (bytes) when Go's Next() returned io.EOF
+
+
+# -- field parsing (Go's archive/tar strconv.go rules) -------------------------------------------
 
 
 def _text(raw: bytes) -> str:
+    """A Go string (arbitrary bytes) as str; non-UTF-8 bytes survive as surrogates."""
     return raw.decode("utf-8", "surrogateescape")
 
 
 def _cstring(field: bytes) -> bytes:
+    """Go's parseString: the bytes before the first NUL."""
     end = field.find(b"\0")
     return field if end < 0 else field[:end]
 
 
 def _octal(field: bytes) -> int:
-    digits = field.strip(b" \0")
-    nul = digits.find(b"\0")
-    if nul >= 0:
-        digits = digits[:nul]
+    """Go's parseOctal: trim spaces and NULs at both ends, cut at a NUL, parse base 8 as uint64,
+    then reinterpret as int64."""
+    digits = _cstring(field.strip(b" \0"))
     if not digits:
         return 0
-    if not digits.isdigit():  # int() alone would accept '_', signs and inner spaces
-        raise ValueError(f"invalid octal field {field!r}")
-    value = int(digits, 8)  # raises for 8 and 9
+    if not digits.isdigit():  # int() alone would also take '_', a sign and inner whitespace
+        raise ValueError(f"invalid octal number {field!r}")
+    value = int(digits, 8)  # raises on the digits 8 and 9
     if value >> 64:
-        raise ValueError(f"octal field {field!r} overflows")
-    return value if value <= _INT64_MAX else value - (1 << 64)  # Go: int64(uint64)
+        raise ValueError(f"octal number {field!r} overflows 64 bits")
+    return value - (1 << 64) if value >> 63 else value
 
 
 def _numeric(field: bytes) -> int:
     """Go's parseNumeric: base-256 two's complement when the high bit is set, else octal."""
-    if field[:1] < b"\x80":
+    if not field or field[0] < 0x80:
         return _octal(field)
-    if field and field[0] & 0x80:
-        negative = bool(field[0] & 0x40)
-        value = 0
-        for i, byte in enumerate(field):
-            if negative:
-                byte ^= 0xFF
-            if i == 0:
-                byte &= 0x7F
-            if value >> 56:
-                raise ValueError("base-256 field overflows")
-            value = value << 8 | byte
-        if value >> 63:
-            raise ValueError("base-256 field overflows")
-        return ~value if negative else value
-    return _octal(field)
+    invert = 0xFF if field[0] & 0x40 else 0
+    value = (field[0] ^ invert) & 0x7F
+    for byte in field[1:]:
+        if value >> 56:
+            raise ValueError("base-256 number overflows 64 bits")
+        value = value << 8 | (byte ^ invert)
+    if value >> 63:
+        raise ValueError("base-256 number overflows 64 bits")
+    return ~value if invert else value
+
+
+def _number(field: bytes) -> int:
+    """A numeric header field; the common "octal digits then NUL" shape skips the general rules."""
+    if field[-1] == 0:
+        digits = field[:-1]
+        if digits.isdigit():
+            return int(digits, 8)  # at most 11 digits: no overflow; '8'/'9' raise ValueError
+    return _numeric(field)
 
 
 def _parse_int64(value: bytes) -> int:
-    if not _DECIMAL.match(value):
-        raise ValueError(f"not a decimal integer: {value!r}")
+    """Go's strconv.ParseInt(value, 10, 64)."""
+    if _DECIMAL.fullmatch(value) is None:
+        raise ValueError(f"{value!r} is not a decimal integer")
     number = int(value)
     if not _INT64_MIN <= number <= _INT64_MAX:
-        raise ValueError(f"integer out of range: {value!r}")
+        raise ValueError(f"{value!r} does not fit in 64 bits")
     return number
 
 
 def _parse_pax_time(value: bytes) -> tuple[int, int]:
-    """Go's parsePAXTime: seconds[.fraction]; fraction padded/truncated to 9 digits."""
-    secs_text, dot, frac = value.partition(b".")
+    """Go's parsePAXTime: (seconds, nanoseconds) of "seconds[.fraction]"; the fraction is
+    right-padded or truncated to 9 digits and takes the sign of the seconds."""
+    secs_text, _, frac = value.partition(b".")
     secs = _parse_int64(secs_text)
-    if not dot or not frac:
+    if not frac:
         return secs, 0
     if not frac.isdigit():
-        raise ValueError(f"invalid PAX time {value!r}")
+        raise ValueError(f"{value!r} is not a PAX time")
     nanos = int(frac[:9].ljust(9, b"0"))
-    if secs_text.startswith(b"-"):
-        return secs, -nanos
-    return secs, nanos
+    return (secs, -nanos) if secs_text.startswith(b"-") else (secs, nanos)
 
 
 def _days_to_civil(days: int) -> tuple[int, int, int]:
-    """Proleptic Gregorian (year, month, day) of a day count since 1970-01-01."""
-    days += 719468
+    """Proleptic Gregorian (year, month, day) of a day count relative to 1970-01-01."""
+    days += 719468  # shift the epoch to 0000-03-01, so leap days end each 4-year cycle
     era = days // 146097
-    doe = days - era * 146097
-    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
-    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
-    mp = (5 * doy + 2) // 153
-    day = doy - (153 * mp + 2) // 5 + 1
-    month = mp + 3 if mp < 10 else mp - 9
-    year = yoe + era * 400 + (1 if month <= 2 else 0)
+    day_of_era = days - era * 146097
+    year_of_era = (day_of_era - day_of_era // 1460 + day_of_era // 36524 - day_of_era // 146096) // 365
+    day_of_year = day_of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    month_index = (5 * day_of_year + 2) // 153  # 0 = March
+    day = day_of_year - (153 * month_index + 2) // 5 + 1
+    month = month_index + 3 if month_index < 10 else month_index - 9
+    year = year_of_era + era * 400 + (1 if month <= 2 else 0)
     return year, month, day
 
 
 def format_mod_time(seconds: int, nanos: int = 0) -> str:
-    """Go's `time.Unix(seconds, nanos).UTC().MarshalText()`; "" when the year is outside 0..9999
-    (MarshalText fails there and the reference stores the empty string)."""
+    """Go's `time.Unix(seconds, nanos).UTC().MarshalText()`: RFC 3339 with the fraction's
+    trailing zeros trimmed, e.g. "2023-11-14T22:13:20.5Z". Returns "" when the year is outside
+    0..9999, where MarshalText fails and the reference stores the empty string."""
     seconds += nanos // 1_000_000_000
     nanos %= 1_000_000_000
-    days, rem = divmod(seconds, 86400)
+    days, rest = divmod(seconds, 86400)
     year, month, day = _days_to_civil(days)
     if not 0 <= year <= 9999:
         return ""
-    hour, rem = divmod(rem, 3600)
-    minute, second = divmod(rem, 60)
+    hour, rest = divmod(rest, 3600)
+    minute, second = divmod(rest, 60)
     text = f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}"
     if nanos:
         text += "." + f"{nanos:09d}".rstrip("0")
@@ -142,57 +185,94 @@ def format_mod_time(seconds: int, nanos: int = 0) -> str:
 
 
 def _parse_pax_records(data: bytes, offset: int) -> dict[bytes, bytes]:
-    """Go's parsePAX: "%d key=value\\n" records, validated like parsePAXRecord."""
+    """Go's parsePAX over the payload of an 'x' record whose header starts at `offset`.
+
+    Records are "<length> <key>=<value>\\n", validated like Go's parsePAXRecord/validPAXRecord.
+    GNU sparse 0.0 `offset`/`numbytes` pairs are folded into one `GNU.sparse.map` record, as Go does.
+    """
     records: dict[bytes, bytes] = {}
-    rest = data
-    while rest:
-        length_text, space, _ = rest.partition(b" ")
-        try:
-            length = _parse_int64(length_text) if space else -1
-        except ValueError:
-            length = -1
-        if length < 5 or length > len(rest) or length <= len(length_text) + 1:
-            raise TarFormatError(f"malformed PAX record in the extended header at offset {offset}")
-        record, rest = rest[len(length_text) + 1 : length], rest[length:]
-        if not record.endswith(b"\n"):
-            raise TarFormatError(f"PAX record without a newline in the extended header at offset {offset}")
-        key, eq, value = record[:-1].partition(b"=")
-        if not eq or not key:
-            raise TarFormatError(f"PAX record without key=value in the extended header at offset {offset}")
-        nul_checked = value if key in (b"path", b"linkpath", b"uname", b"gname") else key
-        if b"\0" in nul_checked:
+    sparse_map: list[bytes] = []
+    pos, total = 0, len(data)
+    while pos < total:
+        space = data.find(b" ", pos)
+        length = -1
+        if space >= 0:
+            try:
+                length = _parse_int64(data[pos:space])
+            except ValueError:
+                pass
+        if length < 5 or length > total - pos or length <= space - pos + 1:
+            raise TarFormatError(f"malformed PAX record length in the extended header at offset {offset}")
+        end = pos + length
+        if data[end - 1] != 0x0A:
+            raise TarFormatError(f"PAX record without its newline in the extended header at offset {offset}")
+        key, equals, value = data[space + 1 : end - 1].partition(b"=")
+        pos = end
+        if not equals or not key:
+            raise TarFormatError(f"PAX record without a key=value pair in the extended header at offset {offset}")
+        if b"\0" in (value if key in _PAX_NUL_CHECKED_VALUES else key):
             raise TarFormatError(f"PAX record {key!r} holds a NUL byte (extended header at offset {offset})")
-        records[key] = value
+        if key == _SPARSE_OFFSET or key == _SPARSE_NUMBYTES:
+            expected = _SPARSE_OFFSET if len(sparse_map) % 2 == 0 else _SPARSE_NUMBYTES
+            if key != expected or b"," in value:
+                raise TarFormatError(f"malformed GNU sparse records in the extended header at offset {offset}")
+            sparse_map.append(value)
+        else:
+            records[key] = value
+    if sparse_map:
+        records[b"GNU.sparse.map"] = b",".join(sparse_map)
     return records
 
 
-def _byte_sum(block: bytes) -> int:
-    """Sum of a 512-byte block's bytes. adler32's low half is 1 + the byte sum mod 65521, exact
-    for 256 bytes (at most 65,280), and runs in C: 6x faster than sum() on every header."""
-    return (zlib.adler32(block[:256]) & 0xFFFF) + (zlib.adler32(block[256:]) & 0xFFFF) - 2
+def _is_pax_sparse(records: dict[bytes, bytes]) -> bool:
+    """Go's readGNUSparsePAXHeaders test: does Go read this entry as a GNU sparse file?"""
+    major = records.get(b"GNU.sparse.major", b"")
+    minor = records.get(b"GNU.sparse.minor", b"")
+    if (major == b"0" and minor in (b"0", b"1")) or (major == b"1" and minor == b"0"):
+        return True
+    if major or minor:
+        return False  # an unknown sparse version: Go reads a plain file
+    return bool(records.get(b"GNU.sparse.map"))
+
+
+def _describe_type(typeflag: bytes) -> str:
+    name = _UNSUPPORTED_NAMES.get(typeflag)
+    shown = repr(typeflag.decode("latin-1"))
+    return f"type {shown} ({name})" if name else f"type {shown}"
+
+
+# -- the builder ----------------------------------------------------------------------------------
 
 
 class TocBuilder:
-    """Incremental tar walker: `feed` consecutive bytes, then `finish`."""
+    """Incremental tar walker: `feed` the uncompressed stream's bytes in order, then `finish`.
+
+    Errors: TarFormatError where Go's reader fails (bad checksum or number, malformed PAX record,
+    negative size, early end); UnsupportedLayerError for entries the ztoc format cannot describe
+    (global PAX headers, GNU sparse files, and any typeflag besides 0-6 and NUL).
+    """
 
     def __init__(self) -> None:
         self._entries: list[FileMetadata] = []
-        self._pos = 0  # stream bytes consumed
-        self._buf = bytearray()
-        self._need = BLOCK  # bytes to collect in _buf before _process
-        self._state = "header"  # header | zero | special | done
-        self._skip_data = 0
-        self._skip_pad = 0
-        self._special: tuple[bytes, int, int] | None = None  # (typeflag, header offset, padding)
+        self._pos = 0  # bytes of the stream consumed so far
+        self._skip = 0  # bytes still to skip (file data and padding) before the next block
+        self._data_end = 0  # stream position where the last entry's data ends
+        self._want = _WANT_HEADER
+        self._need = BLOCK  # bytes the current `_want` unit is made of
+        self._buf = bytearray()  # a unit that straddles chunks
+        self._record: tuple[bytes, int, int] | None = None  # pending extension: typeflag, header offset, padding
         self._pax: dict[bytes, bytes] | None = None
-        self._long_name: bytes | None = None
-        self._long_link: bytes | None = None
+        self._long_name = b""
+        self._long_link = b""
         self._end: int | None = None
-        self._pad_started = False  # inside an entry's padding (an end there is an error)
+        self._times: dict[int, str] = {}  # whole-second mtime -> mod_time text
+        self._numbers: dict[bytes, int] = {}  # raw numeric header field -> value
+        self._owners: dict[bytes, str] = {}  # raw uname/gname field -> text
 
     @property
     def done(self) -> bool:
-        return self._state == "done"
+        """True once the end of the archive was reached."""
+        return self._end is not None
 
     @property
     def entries(self) -> tuple[FileMetadata, ...]:
@@ -200,235 +280,318 @@ class TocBuilder:
         return tuple(self._entries)
 
     def feed(self, data: bytes | bytearray | memoryview) -> bool:
-        """Consume the next bytes of the stream; False once the end of the archive was reached."""
-        if self._state == "done":
+        """Consume the next consecutive bytes of the uncompressed tar stream. Returns False once
+        the end of the archive was reached (Go's Next() returned io.EOF); later feeds are ignored."""
+        if self._end is not None:
             return False
-        view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
-        i, n = 0, len(view)
+        view = data if isinstance(data, bytes) else memoryview(data).cast("B")
+        n = len(view)
+        base = self._pos
+        i = self._skip
+        if i >= n:
+            self._skip = i - n
+            self._pos = base + n
+            return True
+        self._skip = 0
+        buf = self._buf
         while i < n:
-            if self._skip_data:
-                take = min(self._skip_data, n - i)
-                self._skip_data -= take
+            need = self._need
+            if buf:
+                take = min(need - len(buf), n - i)
+                buf += view[i : i + take]
                 i += take
-                self._pos += take
-                continue
-            if self._skip_pad:
-                take = min(self._skip_pad, n - i)
-                self._skip_pad -= take
-                self._pad_started = bool(self._skip_pad)
-                i += take
-                self._pos += take
-                continue
-            missing = self._need - len(self._buf)
-            if not self._buf and n - i >= missing:
-                chunk = bytes(view[i : i + missing])  # the common case: a whole block in one slice
-            else:
-                take = min(missing, n - i)
-                self._buf += view[i : i + take]
-                i += take
-                self._pos += take
-                if len(self._buf) < self._need:
+                if len(buf) < need:
                     break
-                chunk = bytes(self._buf)
-                self._buf.clear()
-                missing = 0
-            i += missing
-            self._pos += missing
-            self._process(chunk)
-            if self._state == "done":
+                unit: bytes | memoryview = bytes(buf)
+                start = 0
+                buf.clear()
+            elif n - i >= need:
+                unit, start = view, i
+                i += need
+            else:
+                buf += view[i:n]
+                i = n
+                break
+            i += self._process(unit, start, base + i)
+            if self._end is not None:
+                self._pos = base + i
                 return False
+        if i > n:
+            self._skip = i - n
+        self._pos = base + n
         return True
 
     def finish(self) -> TocResult:
-        """The TOC; raises TarFormatError where Go's reader would have failed on the early end."""
-        if self._state != "done":
-            # Go accepts a stream that ends exactly at a header boundary, after one zero block, or
-            # with an entry's padding missing altogether (io.EOF); anything cut shorter is an error.
-            if self._state == "special" or self._buf or self._skip_data or self._pad_started:
-                raise TarFormatError(f"tar stream ends in the middle of an entry (at byte {self._pos})")
-            self._end = self._pos
-        assert self._end is not None
+        """Call after the last byte. Raises TarFormatError where Go's reader would fail on the
+        early end: inside a header block, an extension record or file data (ErrUnexpectedEOF).
+        An end at a header boundary, after one zero block, or inside padding is io.EOF to Go."""
+        if self._end is None:
+            pos = self._pos
+            if self._want == _WANT_RECORD:
+                raise TarFormatError(f"tar stream ends inside an extension record (at byte {pos})")
+            if self._buf:
+                raise TarFormatError(f"tar stream ends inside a header block (at byte {pos})")
+            if pos < self._data_end:
+                raise TarFormatError(f"tar stream ends inside file data (at byte {pos}, data ends at {self._data_end})")
+            self._end = pos
         return TocResult(tuple(self._entries), self._end)
 
-    # -- block processing -------------------------------------------------------------------
+    # -- units --------------------------------------------------------------------------------
 
-    def _process(self, chunk: bytes) -> None:
-        if self._state == "special":
-            self._finish_special(chunk)
-        elif self._state == "zero":
-            if chunk == _ZERO_BLOCK:
-                self._state = "done"
-                self._end = self._pos
-            else:
-                raise TarFormatError(f"a zero block followed by a non-zero block at offset {self._pos - BLOCK}")
-        elif chunk == _ZERO_BLOCK:
-            self._state = "zero"
-        else:
-            self._header(chunk)
+    def _process(self, unit: bytes | memoryview, start: int, end: int) -> int:
+        """Handle one complete unit that ends at stream position `end`; returns the bytes to skip."""
+        want = self._want
+        if want == _WANT_HEADER:
+            return self._header(unit, start, end)
+        if want == _WANT_SECOND_ZERO:
+            if bytes(unit[start : start + BLOCK]) == _ZERO_BLOCK:
+                self._end = end
+                return 0
+            raise TarFormatError(f"a zero block followed by a non-zero block at offset {end - BLOCK}")
+        return self._finish_record(bytes(unit[start : start + self._need]))
 
-    def _header(self, blk: bytes) -> None:
-        offset = self._pos - BLOCK
-        fmt = self._format(blk, offset)
-        (name_f, mode_f, uid_f, gid_f, size_f, mtime_f, _chk, typeflag, link_f, _magic, uname_f, gname_f,
-         major_f, minor_f) = _HEADER_FIELDS.unpack_from(blk)
+    def _header(self, unit: bytes | memoryview, start: int, end: int) -> int:
+        offset = end - BLOCK
+        # Byte sum of the block from two adler32 halves: the low 16 bits are 1 + the sum of the
+        # bytes modulo 65521, which is exact for 256 bytes (at most 65,280), and it runs in C.
+        total = (
+            (zlib.adler32(unit[start : start + 256]) & 0xFFFF)
+            + (zlib.adler32(unit[start + 256 : start + BLOCK]) & 0xFFFF)
+            - 2
+        )
+        if total == 0:  # bytes are never negative: a zero sum is an all-zero block
+            self._want = _WANT_SECOND_ZERO
+            return 0
+        (
+            name,
+            mode_f,
+            uid_f,
+            gid_f,
+            size_f,
+            mtime_f,
+            chksum_f,
+            typeflag,
+            link_f,
+            magic,
+            version,
+            uname_f,
+            gname_f,
+            major_f,
+            minor_f,
+            prefix_f,
+            _unused,
+            trailer,
+        ) = _HEADER.unpack_from(unit, start)
+
+        # Go's getFormat: the stored checksum must match the unsigned or the signed byte sum,
+        # with the checksum field itself counted as eight spaces.
+        expected = total - sum(chksum_f) + 8 * 0x20
         try:
-            name = _cstring(name_f)
-            # Fast path for the usual "digits then NUL" octal fields; anything else takes Go's
-            # general rules in _numeric.
-            mode = int(mode_f[:-1], 8) if mode_f[-1] == 0 and mode_f[:-1].isdigit() else _numeric(mode_f)
-            uid = int(uid_f[:-1], 8) if uid_f[-1] == 0 and uid_f[:-1].isdigit() else _numeric(uid_f)
-            gid = int(gid_f[:-1], 8) if gid_f[-1] == 0 and gid_f[:-1].isdigit() else _numeric(gid_f)
-            size = int(size_f[:-1], 8) if size_f[-1] == 0 and size_f[:-1].isdigit() else _numeric(size_f)
-            mtime = int(mtime_f[:-1], 8) if mtime_f[-1] == 0 and mtime_f[:-1].isdigit() else _numeric(mtime_f)
-            linkname = _cstring(link_f)
-            uname = gname = b""
-            devmajor = devminor = 0
-            if fmt != _V7:
-                uname = _cstring(uname_f)
-                gname = _cstring(gname_f)
-                devmajor = int(major_f[:-1], 8) if major_f[-1] == 0 and major_f[:-1].isdigit() else _numeric(major_f)
-                devminor = int(minor_f[:-1], 8) if minor_f[-1] == 0 and minor_f[:-1].isdigit() else _numeric(minor_f)
-                prefix = b""
+            stored = int(chksum_f[:6], 8) if chksum_f[6:] == b"\0 " and chksum_f[:6].isdigit() else _octal(chksum_f)
+        except ValueError:
+            stored = None
+        if stored is None or (stored != expected and stored != self._signed_sum(unit, start)):
+            raise TarFormatError(f"invalid tar header at offset {offset}: checksum mismatch (not a tar stream?)")
+        if magic == _MAGIC_USTAR:
+            fmt = _STAR if trailer == _TRAILER_STAR else _USTAR
+        elif magic == _MAGIC_GNU and version == _VERSION_GNU:
+            fmt = _GNU
+        else:
+            fmt = _V7
+
+        # Mode, owner, mtime and device fields repeat across a layer: each distinct raw field is
+        # parsed once. Sizes vary too much to be worth it.
+        numbers, owners = self._numbers, self._owners
+        if len(numbers) > _FIELD_CACHE_LIMIT or len(owners) > _FIELD_CACHE_LIMIT:
+            numbers.clear()
+            owners.clear()
+        try:
+            name = name.partition(b"\0")[0]
+            linkname = link_f.partition(b"\0")[0]
+            size = _number(size_f)
+            mode = numbers.get(mode_f)
+            if mode is None:
+                mode = numbers[mode_f] = _number(mode_f)
+            uid = numbers.get(uid_f)
+            if uid is None:
+                uid = numbers[uid_f] = _number(uid_f)
+            gid = numbers.get(gid_f)
+            if gid is None:
+                gid = numbers[gid_f] = _number(gid_f)
+            mtime = numbers.get(mtime_f)
+            if mtime is None:
+                mtime = numbers[mtime_f] = _number(mtime_f)
+            if fmt != _V7:  # every later format carries owner names and device numbers
+                uname = owners.get(uname_f)
+                if uname is None:
+                    uname = owners[uname_f] = _text(_cstring(uname_f))
+                gname = owners.get(gname_f)
+                if gname is None:
+                    gname = owners[gname_f] = _text(_cstring(gname_f))
+                devmajor = numbers.get(major_f)
+                if devmajor is None:
+                    devmajor = numbers[major_f] = _number(major_f)
+                devminor = numbers.get(minor_f)
+                if devminor is None:
+                    devminor = numbers[minor_f] = _number(minor_f)
                 if fmt == _USTAR:
-                    prefix = _cstring(blk[345:500])
-                elif fmt == _STAR:
-                    prefix = _cstring(blk[345:476])
+                    prefix = prefix_f.partition(b"\0")[0]
                 elif fmt == _GNU:
-                    try:
-                        if blk[345]:
-                            _numeric(blk[345:357])
-                        if blk[357]:
-                            _numeric(blk[357:369])
-                    except ValueError:
-                        # Old Go writers put a ustar prefix here; Go then reads it as one.
-                        candidate = _cstring(blk[345:500])
-                        if candidate.isascii():
-                            prefix = candidate
+                    prefix = self._gnu_prefix(prefix_f)
+                else:
+                    prefix = _cstring(prefix_f[:131])
+                    _numeric(prefix_f[131:143])  # STAR atime and ctime: Go parses them, so
+                    _numeric(prefix_f[143:155])  # a malformed one fails the header
                 if prefix:
                     name = prefix + b"/" + name
+            else:
+                uname = gname = ""
+                devmajor = devminor = 0
         except ValueError as exc:
             raise TarFormatError(f"invalid tar header at offset {offset}: {exc}") from None
 
-        if typeflag in (b"x", b"L", b"K"):
-            if size < 0 or size > MAX_SPECIAL_FILE:
-                raise TarFormatError(f"extension header at offset {offset} has an unusable size {size}")
-            self._special = (typeflag, offset, -size % BLOCK)
+        # Go's first handleRegularFile runs on the raw header, before any extension applies.
+        if size < 0 and typeflag not in _HEADER_ONLY_FLAGS:
+            raise TarFormatError(f"tar header at offset {offset} has a negative size ({size})")
+        if typeflag in _EXTENSIONS:
+            if size > MAX_SPECIAL_FILE:
+                raise TarFormatError(
+                    f"extension header at offset {offset} holds {size} bytes, over the {MAX_SPECIAL_FILE}-byte limit"
+                )
+            self._record = (typeflag, offset, -size % BLOCK)
             if size == 0:
-                self._finish_special(b"")
-            else:
-                self._state = "special"
-                self._need = size
-            return
-        if typeflag not in _TYPES and typeflag != b"\0":
-            described = _TYPE_NAMES.get(typeflag, f"type {typeflag.decode('latin-1')!r}")
+                return self._finish_record(b"")
+            self._want = _WANT_RECORD
+            self._need = size
+            return 0
+        if typeflag == b"g":
             raise UnsupportedLayerError(
-                f"tar entry {_text(name)!r} at offset {offset} is a {described} "
-                f"(typeflag {typeflag.decode('latin-1')!r}), which the ztoc format cannot describe"
+                f"tar entry {_text(name)!r} at offset {offset} has {_describe_type(typeflag)}, "
+                "which the ztoc format cannot describe"
             )
-        mod_seconds, mod_nanos = mtime, 0
-        records = self._pax or {}
-        for key, value in records.items():
-            if not value:
-                continue  # an empty value keeps the header's value
+
+        xattrs: tuple[tuple[bytes, bytes], ...] = ()
+        nanos = 0
+        records = self._pax
+        if records is not None:
+            self._pax = None
             try:
-                if key == b"path":
-                    name = value
-                elif key == b"linkpath":
-                    linkname = value
-                elif key == b"uname":
-                    uname = value
-                elif key == b"gname":
-                    gname = value
-                elif key == b"uid":
-                    uid = _parse_int64(value)
-                elif key == b"gid":
-                    gid = _parse_int64(value)
-                elif key == b"mtime":
-                    mod_seconds, mod_nanos = _parse_pax_time(value)
-                elif key in (b"atime", b"ctime"):
-                    _parse_pax_time(value)
-                elif key == b"size":
-                    size = _parse_int64(value)
-                elif key.startswith(b"GNU.sparse."):
-                    raise UnsupportedLayerError(
-                        f"tar entry {_text(name)!r} at offset {offset} is a PAX sparse file, "
-                        "which the ztoc format cannot describe"
-                    )
+                for key, value in records.items():
+                    if not value:
+                        continue  # an empty value keeps the header's value
+                    if key == b"path":
+                        name = value
+                    elif key == b"linkpath":
+                        linkname = value
+                    elif key == b"uname":
+                        uname = _text(value)
+                    elif key == b"gname":
+                        gname = _text(value)
+                    elif key == b"uid":
+                        uid = _parse_int64(value)
+                    elif key == b"gid":
+                        gid = _parse_int64(value)
+                    elif key == b"size":
+                        size = _parse_int64(value)
+                    elif key == b"mtime":
+                        mtime, nanos = _parse_pax_time(value)
+                    elif key == b"atime" or key == b"ctime":
+                        _parse_pax_time(value)  # unused, but Go rejects a malformed one
             except ValueError as exc:
-                raise TarFormatError(f"invalid PAX record {key!r} for the entry at offset {offset}: {exc}") from None
+                raise TarFormatError(f"invalid PAX record for the tar entry at offset {offset}: {exc}") from None
+            xattrs = tuple(sorted(records.items()))
         if self._long_name:
             name = self._long_name
+            self._long_name = b""
         if self._long_link:
             linkname = self._long_link
-        if typeflag == b"\0":
-            kind = "dir" if name.endswith(b"/") else "reg"
-        else:
-            kind = _TYPES[typeflag]
+            self._long_link = b""
+
+        kind = _TYPES.get(typeflag)
+        if kind is None:
+            if typeflag != b"\0":
+                raise UnsupportedLayerError(
+                    f"tar entry {_text(name)!r} at offset {offset} has {_describe_type(typeflag)}, "
+                    "which the ztoc format cannot describe"
+                )
+            kind = "dir" if name.endswith(b"/") else "reg"  # legacy: trailing slash marks a directory
         data_size = 0 if kind in _HEADER_ONLY else size
         if data_size < 0:
-            raise TarFormatError(f"tar entry at offset {offset} has a negative size")
+            raise TarFormatError(f"tar entry at offset {offset} has a negative size ({size})")
+        if records is not None and _is_pax_sparse(records):
+            raise UnsupportedLayerError(
+                f"tar entry {_text(name)!r} at offset {offset} is a GNU sparse file (PAX format), "
+                "which the ztoc format cannot describe"
+            )
+
+        if nanos:
+            mod_time = format_mod_time(mtime, nanos)
+        elif mtime in self._times:  # layers reuse a handful of mtimes: format each once
+            mod_time = self._times[mtime]
+        else:
+            if len(self._times) >= _TIME_CACHE_LIMIT:
+                self._times.clear()
+            mod_time = self._times[mtime] = format_mod_time(mtime)
         self._entries.append(
             FileMetadata(
-                name=_text(name),
-                type=kind,
-                uncompressed_offset=self._pos,
-                uncompressed_size=size,
-                linkname=_text(linkname),
-                mode=mode,
-                uid=uid & 0xFFFFFFFF,
-                gid=gid & 0xFFFFFFFF,
-                uname=_text(uname),
-                gname=_text(gname),
-                mod_time=format_mod_time(mod_seconds, mod_nanos),
-                devmajor=devmajor,
-                devminor=devminor,
-                xattrs=tuple(sorted(records.items())),
+                _text(name),
+                kind,
+                end,
+                size,
+                _text(linkname),
+                mode,
+                uid & 0xFFFFFFFF,
+                gid & 0xFFFFFFFF,
+                uname,
+                gname,
+                mod_time,
+                devmajor,
+                devminor,
+                xattrs,
             )
         )
-        self._pax = None
-        self._long_name = self._long_link = None
-        self._skip_data = data_size
-        self._skip_pad = -data_size % BLOCK
+        self._data_end = end + data_size
+        return data_size + (-data_size % BLOCK)
 
-    def _finish_special(self, data: bytes) -> None:
-        assert self._special is not None
-        typeflag, offset, padding = self._special
-        self._special = None
-        self._skip_pad = padding
-        self._state = "header"
+    def _finish_record(self, data: bytes) -> int:
+        """Apply a complete extension record to the next entry; returns its padding."""
+        assert self._record is not None
+        typeflag, offset, padding = self._record
+        self._record = None
+        self._want = _WANT_HEADER
         self._need = BLOCK
         if typeflag == b"x":
-            self._pax = _parse_pax_records(data, offset)
+            self._pax = _parse_pax_records(data, offset)  # a later 'x' replaces an earlier one
         elif typeflag == b"L":
             self._long_name = _cstring(data)
         else:
             self._long_link = _cstring(data)
+        return padding
 
     @staticmethod
-    def _format(blk: bytes, offset: int) -> str:
+    def _signed_sum(unit: bytes | memoryview, start: int) -> int:
+        """The byte sum with bytes read as int8 (old writers), checksum field as spaces."""
+        block = bytes(unit[start : start + BLOCK])
+        high = sum(1 for byte in block[:148] + block[156:] if byte & 0x80)
+        return sum(block[:148]) + sum(block[156:]) - 256 * high + 8 * 0x20
+
+    @staticmethod
+    def _gnu_prefix(prefix_f: bytes) -> bytes:
+        """GNU headers hold atime and ctime where ustar has its prefix. Go parses them, and when
+        either fails it takes the field as a ustar prefix, if ASCII (files from Go before 1.8)."""
         try:
-            stored = _octal(blk[148:156])
+            if prefix_f[0]:
+                _numeric(prefix_f[0:12])
+            if prefix_f[12]:
+                _numeric(prefix_f[12:24])
         except ValueError:
-            stored = -1
-        unsigned = _byte_sum(blk) - sum(blk[148:156]) + 8 * 32
-        if stored != unsigned:
-            signed = sum(b - 256 if b > 127 else b for b in blk) - sum(
-                b - 256 if b > 127 else b for b in blk[148:156]
-            ) + 8 * 32
-            if stored != signed:
-                raise TarFormatError(
-                    f"invalid tar header at offset {offset}: checksum mismatch (not a tar stream, or corrupt)"
-                )
-        magic, version, trailer = blk[257:263], blk[263:265], blk[508:512]
-        if magic == b"ustar\0":
-            return _STAR if trailer == b"tar\0" else _USTAR
-        if magic == b"ustar " and version == b" \0":
-            return _GNU
-        return _V7
+            candidate = _cstring(prefix_f)
+            return candidate if candidate.isascii() else b""
+        return b""
 
 
-def build_toc(stream: BinaryIO, *, chunk_size: int = 1 << 20) -> TocResult:
-    """The TOC of the tar read from `stream`."""
+def build_toc(stream: BinaryIO, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> TocResult:
+    """The TOC of the uncompressed tar read from `stream` (read in `chunk_size`-byte pieces)."""
     builder = TocBuilder()
     while chunk := stream.read(chunk_size):
         if not builder.feed(chunk):
