@@ -6,12 +6,10 @@ stays cheap for callers that need one piece.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
 from socikit.__about__ import __version__  # noqa: F401  (re-exported)
+from socikit._lazy import lazy_exports
 
-_EXPORTS = {
+_EXPORTS: dict[str, str | tuple[str, str]] = {
     "ConvertOptions": "socikit.pipeline.convert",
     "ImageReference": "socikit.content.reference",
     "Ztoc": "socikit.ztoc.model",
@@ -30,9 +28,4 @@ _EXPORTS = {
 __all__ = sorted([*_EXPORTS, "__version__"])
 
 
-def __getattr__(name: str) -> Any:
-    target = _EXPORTS.get(name)
-    if target is None:
-        raise AttributeError(f"module 'socikit' has no attribute {name!r}")
-    module, attr = target if isinstance(target, tuple) else (target, name)
-    return getattr(importlib.import_module(module), attr)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

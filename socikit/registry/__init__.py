@@ -3,32 +3,27 @@ ImageSource/ImageSink adapters. See docs/design-registry.md."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from socikit._lazy import lazy_exports
 
 # Public names, resolved on first use (PEP 562): importing the package must not load requests
 # and oras for commands that never talk to a registry.
-_EXPORTS = {
-    "Credentials": "auth",
-    "load_docker_credentials": "auth",
-    "parse_user": "auth",
-    "RegistryClient": "client",
-    "RegistryStatusError": "client",
-    "RetryPolicy": "client",
-    "referrers_tag": "referrers",
-    "RegistryOptions": "options",
-    "RegistrySink": "store",
-    "RegistrySource": "store",
-    "open_registry_sink": "store",
-    "open_registry_source": "store",
+_EXPORTS: dict[str, str | tuple[str, str]] = {
+    "Credentials": "socikit.registry.auth",
+    "load_docker_credentials": "socikit.registry.auth",
+    "parse_user": "socikit.registry.auth",
+    "RegistryClient": "socikit.registry.client",
+    "RegistryStatusError": "socikit.registry.client",
+    "RetryPolicy": "socikit.registry.client",
+    "referrers_tag": "socikit.registry.referrers",
+    "RegistryOptions": "socikit.registry.options",
+    "RegistrySink": "socikit.registry.store",
+    "RegistrySource": "socikit.registry.store",
+    "open_registry_sink": "socikit.registry.store",
+    "open_registry_source": "socikit.registry.store",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'socikit.registry' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"socikit.registry.{module}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [

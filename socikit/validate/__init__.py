@@ -7,29 +7,24 @@ their layers, and whether a default soci-snapshotter would lazily load the image
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from socikit._lazy import lazy_exports
 
 # Resolved on first use (PEP 562): `convert` needs only the schema checks, not the layer scanner.
-_EXPORTS = {
-    "validate_image": "image",
-    "CHECK_DESCRIPTIONS": "report",
-    "CHECK_NAMES": "report",
-    "CheckResult": "report",
-    "ManifestVerdict": "report",
-    "Report": "report",
-    "Summary": "report",
-    "SCHEMA_NAMES": "schemas",
-    "load_schema": "schemas",
-    "schema_errors": "schemas",
+_EXPORTS: dict[str, str | tuple[str, str]] = {
+    "validate_image": "socikit.validate.image",
+    "CHECK_DESCRIPTIONS": "socikit.validate.report",
+    "CHECK_NAMES": "socikit.validate.report",
+    "CheckResult": "socikit.validate.report",
+    "ManifestVerdict": "socikit.validate.report",
+    "Report": "socikit.validate.report",
+    "Summary": "socikit.validate.report",
+    "SCHEMA_NAMES": "socikit.validate.schemas",
+    "load_schema": "socikit.validate.schemas",
+    "schema_errors": "socikit.validate.schemas",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'socikit.validate' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"socikit.validate.{module}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = [
