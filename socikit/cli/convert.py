@@ -16,7 +16,7 @@ from socikit.oci import mediatypes as mt
 from socikit.pipeline.cache import ZtocCache, default_root
 
 if TYPE_CHECKING:
-    from socikit.pipeline.convert import ConversionResult
+    from socikit.pipeline.convert import ConversionResult, ConvertOptions
 
 Platforms = Annotated[
     list[str] | None,
@@ -65,9 +65,32 @@ def _summary(result: ConversionResult, json_output: bool) -> None:
     stdout.print(f"result {result.result.digest} ({result.result.media_type}) in {result.seconds:.2f} s")
 
 
-def _check_progress(mode: str) -> None:
-    if mode not in MODES:
+def _options(
+    version: str,
+    platform: list[str] | None,
+    all_platforms: bool,
+    span_size: int,
+    min_layer_size: int,
+    build_tool_id: str,
+    jobs: int | None,
+    progress: str,
+) -> ConvertOptions:
+    """The flags shared by convert and create, checked and turned into pipeline options."""
+    if all_platforms and platform:
+        raise typer.BadParameter("--all-platforms and --platform exclude each other")
+    if progress not in MODES:
         raise typer.BadParameter(f"--progress takes one of {', '.join(MODES)}")
+    from socikit.pipeline.convert import ConvertOptions
+
+    return ConvertOptions(
+        index_version=version,
+        platforms=tuple(platform or ()),
+        all_platforms=all_platforms,
+        span_size=span_size,
+        min_layer_size=min_layer_size,
+        build_tool_identifier=build_tool_id,
+        jobs=jobs or os.cpu_count() or 1,
+    )
 
 
 @app.command("convert")
@@ -103,20 +126,10 @@ def convert_command(
     """Index an image's layers and write it with SOCI indexes (v2 by default, v1 with --v1)."""
     if v1 and v2:
         raise typer.BadParameter("--v1 and --v2 exclude each other")
-    if all_platforms and platform:
-        raise typer.BadParameter("--all-platforms and --platform exclude each other")
-    _check_progress(progress)
-    from socikit.pipeline.convert import ConvertOptions
     from socikit.pipeline.run import run_convert
 
-    options = ConvertOptions(
-        index_version="v1" if v1 else "v2",
-        platforms=tuple(platform or ()),
-        all_platforms=all_platforms,
-        span_size=span_size,
-        min_layer_size=min_layer_size,
-        build_tool_identifier=build_tool_id,
-        jobs=jobs or os.cpu_count() or 1,
+    options = _options(
+        "v1" if v1 else "v2", platform, all_platforms, span_size, min_layer_size, build_tool_id, jobs, progress
     )
     with errors_to_exit():
         reg = registry_options(plain_http, tls_verify, cert_dir, user)
@@ -148,21 +161,9 @@ def create_command(
     user: User = None,
 ) -> None:
     """Build SOCI v1 indexes into the local store (push them with `socikit push --v1`)."""
-    if all_platforms and platform:
-        raise typer.BadParameter("--all-platforms and --platform exclude each other")
-    _check_progress(progress)
-    from socikit.pipeline.convert import ConvertOptions
     from socikit.pipeline.run import run_create
 
-    options = ConvertOptions(
-        index_version="v1",
-        platforms=tuple(platform or ()),
-        all_platforms=all_platforms,
-        span_size=span_size,
-        min_layer_size=min_layer_size,
-        build_tool_identifier=build_tool_id,
-        jobs=jobs or os.cpu_count() or 1,
-    )
+    options = _options("v1", platform, all_platforms, span_size, min_layer_size, build_tool_id, jobs, progress)
     with errors_to_exit():
         reg = registry_options(plain_http, tls_verify, cert_dir, user)
         store_root = root or default_root()
