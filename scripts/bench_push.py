@@ -24,7 +24,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_convert import image  # noqa: E402
+from bench_convert import image, timed  # noqa: E402
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 
@@ -51,12 +51,6 @@ def start_registry(root: Path) -> tuple[subprocess.Popen[bytes], str]:
             time.sleep(0.05)
     proc.kill()
     raise SystemExit("docker-registry did not start")
-
-
-def timed(argv: list[str]) -> float:
-    started = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - started
 
 
 def main() -> None:
