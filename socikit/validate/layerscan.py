@@ -7,6 +7,9 @@ are cut out of it and re-parsed with the tar parser (what the snapshotter does b
 read of a file), and each span's slice of it is compared with what inflating that span *from its
 checkpoint* gives (what the snapshotter does on every read). Span re-inflation runs on a worker
 thread; ctypes and zlib release the GIL, so it overlaps with the sequential pass.
+
+Validation first tries the cheaper proof in `reproduce.py`; this scan is what runs when the ztoc
+cannot be reproduced from the blob, and it says exactly which check fails.
 """
 
 from __future__ import annotations

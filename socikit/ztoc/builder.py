@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 
 from socikit.errors import CompressedDataError, DigestMismatchError, LayerError
 from socikit.oci.mediatypes import DEFAULT_SPAN_SIZE, ZTOC_VERSION
-from socikit.ztoc.compression import _zran
+from socikit.ztoc.compression import _inflate_scan, _zran
 from socikit.ztoc.compression.gzip import WINDOW_SIZE, Checkpoint, pack_checkpoints
 from socikit.ztoc.compression.tar import dumps_tar_zinfo
 from socikit.ztoc.model import ALGORITHM_GZIP, ALGORITHM_UNCOMPRESSED, CompressionInfo, Ztoc
@@ -169,18 +169,18 @@ class _GzipPass:
     def _inflate(self, stream: BinaryIO, digester: _Digester, toc: TocBuilder) -> tuple[list[Checkpoint], int]:
         span_size = self.span_size
         checkpoints: list[Checkpoint] = []
-        out_buf = ctypes.create_string_buffer(WINDOW_SIZE + OUTPUT_AREA)  # zeroed: the initial window
-        out_view = memoryview(out_buf).cast("B")
-        out_addr = ctypes.addressof(out_buf)
+        # The first WINDOW_SIZE bytes hold the last 32 KiB of output (zeros before any: the
+        # initial window), then the output area the C loop fills.
+        out = bytearray(WINDOW_SIZE + OUTPUT_AREA)
+        out_view = memoryview(out)
         put = digester.put
         feed_toc = toc.feed
         toc_open = True
         with _zran.Inflater(_zran.WINDOW_BITS_AUTO) as inflater:
-            lib, strm, ref = inflater.lib, inflater.strm, inflater.ref
-            inflate, z_block = lib.inflate, _zran.Z_BLOCK
-            pos = handed = WINDOW_SIZE  # write position; start of output not yet handed over
-            strm.next_out = out_addr + pos
-            strm.avail_out = OUTPUT_AREA
+            lib = inflater.lib
+            strm_addr = ctypes.addressof(inflater.strm)
+            inflate_addr, reset_addr = lib.address("inflate"), lib.address("inflate_reset2")
+            pos = WINDOW_SIZE  # output written so far; out[WINDOW_SIZE:pos] not yet fed to the TOC
             total_read = totin = totout = last = 0
             member_ended = False
             while True:
@@ -194,50 +194,28 @@ class _GzipPass:
                 chunk_start = total_read
                 total_read += len(chunk)
                 cuts: list[tuple[int, int]] = []
-                strm.next_in = ctypes.cast(ctypes.c_char_p(chunk), ctypes.c_void_p).value
-                strm.avail_in = len(chunk)
-                while strm.avail_in:
-                    if member_ended:
-                        # Concatenated members (pigz, cat a.gz b.gz): continue with the next header.
-                        ret = lib.inflate_reset2(ref, _zran.WINDOW_BITS_AUTO)
-                        if ret != _zran.Z_OK:
-                            raise CompressedDataError(_zran.error_text(ret, strm))
-                        member_ended = False
-                    if strm.avail_out == 0:
-                        if toc_open:
-                            toc_open = feed_toc(out_view[handed:pos])
-                        out_view[:WINDOW_SIZE] = out_view[OUTPUT_AREA : OUTPUT_AREA + WINDOW_SIZE]
-                        pos = handed = WINDOW_SIZE
-                        strm.next_out = out_addr + pos
-                        strm.avail_out = OUTPUT_AREA
-                    avail_in = strm.avail_in
-                    avail_out = strm.avail_out
-                    ret = inflate(ref, z_block)
-                    totin += avail_in - strm.avail_in
-                    produced = avail_out - strm.avail_out
-                    pos += produced
-                    totout += produced
-                    if ret == _zran.Z_STREAM_END:
-                        member_ended = True
-                        continue
-                    if ret != _zran.Z_OK:
-                        if ret == _zran.Z_BUF_ERROR and strm.avail_in == 0:
-                            break
+                in_pos = 0
+                while True:
+                    # One C call runs inflate(Z_BLOCK) without the GIL until the chunk is used up
+                    # or the output area is full, noting the reference's checkpoints on the way.
+                    stop, ret, in_pos, end, totin, totout, last, member_ended, found = _inflate_scan.scan(
+                        strm_addr, inflate_addr, reset_addr, chunk, in_pos, out, pos,
+                        span_size, totin, totout, last, member_ended,
+                    )  # fmt: skip
+                    for in_offset, out_offset, bits, window in found:
+                        cuts.append((in_offset, in_offset - 1 if bits else in_offset))
+                        checkpoints.append(Checkpoint(in_offset, out_offset, bits, window))
+                    if toc_open and end > pos:
+                        toc_open = feed_toc(out_view[pos:end])
+                    pos = end
+                    if stop == _inflate_scan.NEED_INPUT:
+                        break
+                    if stop == _inflate_scan.FAILED:
                         raise CompressedDataError(
-                            f"corrupt compressed data at byte {totin}: {_zran.error_text(ret, strm)}"
+                            f"corrupt compressed data at byte {totin}: {_zran.error_text(ret, inflater.strm)}"
                         )
-                    data_type = strm.data_type
-                    if data_type & 128 and not data_type & 64 and (totout == 0 or totout - last > span_size):
-                        bits = data_type & 7
-                        cuts.append((totin, totin - 1 if bits else totin))
-                        checkpoints.append(
-                            Checkpoint(totin, totout, bits, bytes(out_view[pos - WINDOW_SIZE : pos]))
-                        )
-                        last = totout
-                if pos > handed:
-                    if toc_open:
-                        toc_open = feed_toc(out_view[handed:pos])
-                    handed = pos
+                    out_view[:WINDOW_SIZE] = out_view[pos - WINDOW_SIZE : pos]
+                    pos = WINDOW_SIZE
                 put(("in", chunk, chunk_start, cuts))
         return checkpoints, total_read
 

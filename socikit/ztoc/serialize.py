@@ -246,16 +246,20 @@ class _Tail:
     """The five strings written after the name (type, linkname, uname, gname, mod_time), laid out
     for a 4-aligned buffer, followed by an empty xattrs vector. Layers repeat these a lot."""
 
-    __slots__ = ("block", "distances", "consts")
+    __slots__ = ("strings_block", "string_distances", "block", "distances", "consts")
 
     def __init__(self, strings: tuple[str, ...]) -> None:
         blocks = [_string_block(s) for s in strings]
-        # Memory order: empty vector, mod_time, gname, uname, linkname, type.
-        self.block = b"\0\0\0\0" + b"".join(reversed(blocks))
-        # Distance from the end of each string (and of the vector) to the end of the block,
-        # in the slot order 0 (name), 1, 4, 8, 9, 10, 13.
+        # Memory order: mod_time, gname, uname, linkname, type (the last written comes first).
+        self.strings_block = b"".join(reversed(blocks))
+        # Distance from the end of the name and of each of the five strings to the end of
+        # strings_block; whatever is written after it (the xattrs) adds its length to each.
         lengths = [len(b) for b in blocks]
-        self.distances = (sum(lengths) + 4, *(sum(lengths[i + 1 :]) + 4 for i in range(5)), 0)
+        self.string_distances = (sum(lengths), *(sum(lengths[i + 1 :]) for i in range(5)))
+        # Without xattrs: an empty vector (4 bytes) ends the block.
+        self.block = b"\0\0\0\0" + self.strings_block
+        # Distances in the slot order 0 (name), 1, 4, 8, 9, 10, 13 (the vector ends the block).
+        self.distances = (*(d + 4 for d in self.string_distances), 0)
         # Per table shape: the 7 stored offsets of slots 0,1,4,8,9,10,13. They depend on the
         # layout and on the strings written after each one, never on the name's length.
         self.consts: dict[_FmShape, tuple[int, ...]] = {}
@@ -271,9 +275,6 @@ def _normalized_entry(e: FileMetadata) -> FileMetadata:
         value: int = getattr(e, field)
         if not -(1 << 63) <= value < 1 << 63:
             raise ZtocFormatError(f"cannot serialize {e.name!r}: {field} {value} does not fit in an int64")
-    if len(e.xattrs) > 1:
-        # Go keeps PAX records in a map (one value per key) and writes keys in sorted order.
-        e = e._replace(xattrs=tuple(sorted(dict(e.xattrs).items())))
     return e
 
 
@@ -288,7 +289,7 @@ def _write_toc(b: _BackBuffer, toc: Sequence[FileMetadata]) -> int:
     b.minalign = max(b.minalign, 4)
     for index in range(len(toc) - 1, -1, -1):
         e = toc[index]
-        if e.xattrs or pos & 3 or not (0 <= e.uid <= 0xFFFFFFFF and 0 <= e.gid <= 0xFFFFFFFF):
+        if pos & 3 or not (0 <= e.uid <= 0xFFFFFFFF and 0 <= e.gid <= 0xFFFFFFFF):
             b.pos = pos
             positions[index] = _write_entry_general(b, _normalized_entry(e))
             pos = b.pos
@@ -302,13 +303,28 @@ def _write_toc(b: _BackBuffer, toc: Sequence[FileMetadata]) -> int:
         tail = tails.get(strings)
         if tail is None:
             tail = tails[strings] = _Tail(strings)
-        append(tail.block)
-        pos += len(tail.block)
-        key = (e[2] != 0, e[3] != 0, e[5] != 0, e[6] != 0, e[7] != 0, e[11] != 0, e[12] != 0, pos & 7)
-        shape = shapes.get(key) or _fm_shape(key)
-        consts = tail.consts.get(shape)
-        if consts is None:
-            consts = tail.consts[shape] = tuple(map(int.__add__, shape.offset_deltas, tail.distances))
+        if e.xattrs:
+            # PAX records (BuildKit writes an mtime record for every file): the strings block,
+            # then the xattr strings, tables and vector through the step-by-step builder; the
+            # strings' stored offsets grow by the length of what follows them.
+            append(tail.strings_block)
+            pos += len(tail.strings_block)
+            b.pos = pos
+            _write_xattrs(b, e.xattrs)
+            extra = b.pos - pos
+            pos = b.pos
+            key = (e[2] != 0, e[3] != 0, e[5] != 0, e[6] != 0, e[7] != 0, e[11] != 0, e[12] != 0, pos & 7)
+            shape = shapes.get(key) or _fm_shape(key)
+            deltas = shape.offset_deltas
+            consts = (*(d + s + extra for d, s in zip(deltas[:6], tail.string_distances, strict=True)), deltas[6])
+        else:
+            append(tail.block)
+            pos += len(tail.block)
+            key = (e[2] != 0, e[3] != 0, e[5] != 0, e[6] != 0, e[7] != 0, e[11] != 0, e[12] != 0, pos & 7)
+            shape = shapes.get(key) or _fm_shape(key)
+            consts = tail.consts.get(shape)  # type: ignore[assignment]
+            if consts is None:
+                consts = tail.consts[shape] = tuple(map(int.__add__, shape.offset_deltas, tail.distances))
         layout = shape.layout
         if layout.max_align > b.minalign:
             b.minalign = layout.max_align
@@ -335,6 +351,22 @@ def _write_toc(b: _BackBuffer, toc: Sequence[FileMetadata]) -> int:
     return b.table(((0, "u"),), [metadata])
 
 
+_XATTR_SLOTS = ((0, "u"), (1, "u"))
+
+
+def _write_xattrs(b: _BackBuffer, xattrs: Sequence[tuple[bytes, bytes]]) -> int:
+    """Each record's key and value strings and its Xattr table, then their vector; its position.
+    Go keeps PAX records in a map (one value per key) and writes the keys in sorted order."""
+    if len(xattrs) > 1:
+        xattrs = sorted(dict(xattrs).items())
+    tables = []
+    for key, value in xattrs:
+        k = b.string(bytes(key))
+        v = b.string(bytes(value))
+        tables.append(b.table(_XATTR_SLOTS, [k, v]))
+    return b.offset_vector(tables)
+
+
 def _write_entry_general(b: _BackBuffer, e: FileMetadata) -> int:
     """One FileMetadata through the step-by-step builder (entries with xattrs, odd alignment)."""
     name = b.string(_encode(e.name))
@@ -343,12 +375,7 @@ def _write_entry_general(b: _BackBuffer, e: FileMetadata) -> int:
     uname = b.string(_encode(e.uname))
     gname = b.string(_encode(e.gname))
     mod_time = b.string(_encode(e.mod_time))
-    xattr_tables = []
-    for key, value in e.xattrs:
-        k = b.string(bytes(key))
-        v = b.string(bytes(value))
-        xattr_tables.append(b.table(((0, "u"), (1, "u")), [k, v]))
-    xattrs = b.offset_vector(xattr_tables)
+    xattrs = _write_xattrs(b, e.xattrs)
     offsets = {0: name, 1: kind, 4: linkname, 8: uname, 9: gname, 10: mod_time, 13: xattrs}
     scalars = dict(zip(_FM_SCALAR_SLOTS, (e.uncompressed_offset, e.uncompressed_size, e.mode, e.uid, e.gid,
                                           e.devmajor, e.devminor), strict=True))
@@ -414,7 +441,7 @@ def dumps(ztoc: Ztoc) -> bytes:
 class _Reader:
     """Bounds-checked access to a flatbuffer; every failure is a ZtocFormatError."""
 
-    __slots__ = ("buf", "size", "vtables", "fm_decoders", "strings")
+    __slots__ = ("buf", "size", "vtables", "fm_decoders", "strings", "xattr_fields")
 
     def __init__(self, buf: bytes) -> None:
         self.buf = buf
@@ -422,6 +449,7 @@ class _Reader:
         self.vtables: dict[int, tuple[int, ...]] = {}
         self.fm_decoders: dict[int, _FmDecoder] = {}
         self.strings: dict[bytes, str] = {}
+        self.xattr_fields: dict[int, tuple[int, int]] = {}  # vtable -> field offsets of key, value
 
     def fail(self, what: str) -> ZtocFormatError:
         return ZtocFormatError(f"ztoc is truncated or corrupt: {what} (buffer is {self.size} bytes)")
@@ -565,6 +593,24 @@ class _FmDecoder:
 
 
 def _read_xattr(r: _Reader, table: int) -> tuple[bytes, bytes]:
+    vt = table - _I32.unpack_from(r.buf, table)[0]
+    fields = r.xattr_fields.get(vt)
+    if fields is None:
+        _, entries = r.vtable_of(table, "xattr")
+        fields = r.xattr_fields[vt] = (
+            entries[0] if len(entries) > 0 else 0,
+            entries[1] if len(entries) > 1 else 0,
+        )
+    key_off, value_off = fields
+    # The common shape (both present) in a few unpacks; `blob` checks the string bounds.
+    if key_off and value_off:
+        buf = r.buf
+        key_pos = table + key_off
+        value_pos = table + value_off
+        if value_pos + 4 > r.size or key_pos + 4 > r.size:
+            raise r.fail(f"xattr at byte {table} is past the end")
+        key = r.blob(key_pos + _U32.unpack_from(buf, key_pos)[0], "xattr key")
+        return key, r.blob(value_pos + _U32.unpack_from(buf, value_pos)[0], "xattr value")
     _, entries = r.vtable_of(table, "xattr")
     key = r.blob(r.target(table, entries, 0, "xattr key"), "xattr key")
     return key, r.blob(r.target(table, entries, 1, "xattr value"), "xattr value")

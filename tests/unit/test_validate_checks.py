@@ -7,6 +7,7 @@ re-linked, so only the intended defect remains.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from dataclasses import replace
@@ -20,7 +21,7 @@ from socikit.oci import gojson
 from socikit.oci import mediatypes as mt
 from socikit.validate import Report, validate_image
 from socikit.validate import report as r
-from socikit.ztoc.compression.gzip import HEADER_SIZE, RECORD_SIZE
+from socikit.ztoc.compression.gzip import HEADER_SIZE, RECORD_SIZE, GzipZinfo
 from socikit.ztoc.serialize import dumps, loads
 from tests.vectors import VECTORS_DIR
 
@@ -95,6 +96,41 @@ def test_the_unbroken_layout_passes_every_check(image: Image) -> None:
     assert report.passed, report.failures
     assert {c.name for c in report.checks} == set(r.CHECK_NAMES)
     assert report.summary.lazy
+    # The reference's ztoc is rebuilt identically from the blob, which settles the layer checks.
+    assert report.stats["layers_reproduced"] == report.stats["layers_scanned"] == 1
+
+
+def test_the_unbroken_layout_passes_check_by_check(image: Image) -> None:
+    report = image.validate(reproduce=False)
+    assert report.passed, report.failures
+    assert {c.name for c in report.checks} == set(r.CHECK_NAMES)
+    assert report.stats["layers_reproduced"] == 0
+    assert report.stats["layers_scanned"] == 1
+
+
+def test_a_valid_ztoc_with_other_checkpoints_is_scanned_and_passes(image: Image) -> None:
+    """Another producer may place fewer checkpoints: not reproducible, still correct."""
+    layer = read_json(image.root, image.manifest_digest())["layers"][0]
+    blob = blob_path(image.root, layer["digest"]).read_bytes()
+
+    def drop_checkpoint_2(ztoc):
+        info = ztoc.compression_info
+        zinfo = GzipZinfo(info.checkpoints)
+        kept = [zinfo.checkpoint(i) for i in range(zinfo.count) if i != 2]
+        merged = GzipZinfo.from_checkpoints(zinfo.span_size, kept)
+        digests = []
+        for j in range(merged.count):
+            start, end = merged.compressed_range(j, len(blob))
+            digests.append("sha256:" + hashlib.sha256(blob[start:end]).hexdigest())
+        return replace(ztoc, compression_info=replace(
+            info, checkpoints=merged.to_blob(), span_digests=tuple(digests), max_span_id=merged.count - 1
+        ))
+
+    image.edit_ztoc(drop_checkpoint_2)
+    report = image.validate()
+    assert report.passed, [c.to_json() for c in report.failures]
+    assert report.stats["layers_reproduced"] == 0
+    assert report.stats["layers_scanned"] == 1
 
 
 def test_flipped_span_digest_fails_span_digests(image: Image) -> None:

@@ -68,6 +68,12 @@ class InflateLib:
     _init2: _Fn
     _zlib_version: bytes | None
 
+    def address(self, entry_point: str) -> int:
+        """The C address of an entry point (e.g. "inflate"), for the native loop in _inflate_scan."""
+        address = ctypes.cast(getattr(self, entry_point), ctypes.c_void_p).value
+        assert address is not None
+        return address
+
     def init2(self, strm: ZStream, window_bits: int) -> int:
         if self._zlib_version is None:
             return int(self._init2(ctypes.byref(strm), window_bits))

@@ -1,0 +1,1 @@
+"""Conversion pipelines: index layers, build SOCI indexes, write or push the result."""
