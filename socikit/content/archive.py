@@ -326,9 +326,9 @@ class OciArchiveSink:
         # Small blobs always land in the new layout so `tag` and `add_entry` find them there.
         self._layout.write_blob(desc, data)
 
-    def copy_blob(self, desc: Descriptor, source: ImageSource) -> None:
+    def copy_blob(self, desc: Descriptor, source: ImageSource, *, verified: bool = False) -> None:
         if not self._in_old(desc):
-            self._layout.copy_blob(desc, source)
+            self._layout.copy_blob(desc, source, verified=verified)
 
     def write_manifest(self, desc: Descriptor, data: bytes) -> None:
         self._layout.write_manifest(desc, data)

@@ -43,8 +43,10 @@ class ImageSink(Protocol):
         """Store a blob held in memory (digest verified)."""
         ...
 
-    def copy_blob(self, desc: Descriptor, source: ImageSource) -> None:
-        """Store a blob read from `source` (layers: streamed, or mounted on the same registry)."""
+    def copy_blob(self, desc: Descriptor, source: ImageSource, *, verified: bool = False) -> None:
+        """Store a blob read from `source` (layers: streamed, or mounted on the same registry).
+        `verified`: the caller has just read the whole blob from `source` and found its digest
+        right (the ztoc builder does), so a sink may skip re-hashing a copy it does not stream."""
         ...
 
     def write_manifest(self, desc: Descriptor, data: bytes) -> None:

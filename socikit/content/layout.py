@@ -236,12 +236,13 @@ class LayoutSink:
         if not self.has_blob(desc):
             write_atomic(_blob_path(self.root, desc.digest), data)
 
-    def copy_blob(self, desc: Descriptor, source: ImageSource) -> None:
+    def copy_blob(self, desc: Descriptor, source: ImageSource, *, verified: bool = False) -> None:
         """Stream a blob from `source` into the layout; it appears only once its digest and size
-        were verified (a hard link instead of a copy when `source` is a layout on this filesystem)."""
+        were verified (a hard link instead of a copy when `source` is a layout on this filesystem;
+        `verified` skips re-hashing the source blob before linking it)."""
         if self.has_blob(desc):
             return
-        if isinstance(source, LayoutSource) and self._link_from(source, desc):
+        if isinstance(source, LayoutSource) and self._link_from(source, desc, verified=verified):
             return
         target = _blob_path(self.root, desc.digest)
         with contextlib.closing(source.open_blob(desc)) as stream, atomic_writer(target) as out:
@@ -258,20 +259,22 @@ class LayoutSink:
                     f"expected {desc.size} bytes"
                 )
 
-    def _link_from(self, source: LayoutSource, desc: Descriptor) -> bool:
+    def _link_from(self, source: LayoutSource, desc: Descriptor, *, verified: bool) -> bool:
         """Hard-link a blob from another layout on the same filesystem: blobs are immutable and
         content-addressed, so sharing the inode costs no copy. The source blob is verified first
-        (a hard link would otherwise propagate a corrupt blob). False if linking is not possible."""
+        (a hard link would otherwise propagate a corrupt blob) unless the caller just did that.
+        False if linking is not possible."""
         src = source.blob_path(desc.digest)
         try:
             if src.stat().st_size != desc.size:
                 return False
-            digest = hashlib.sha256()
-            with open(src, "rb") as handle:
-                while chunk := handle.read(_COPY_CHUNK):
-                    digest.update(chunk)
-            if "sha256:" + digest.hexdigest() != desc.digest:
-                raise DigestMismatchError(f"blob {desc.digest} in {source.root} has another digest")
+            if not verified:
+                digest = hashlib.sha256()
+                with open(src, "rb") as handle:
+                    while chunk := handle.read(_COPY_CHUNK):
+                        digest.update(chunk)
+                if "sha256:" + digest.hexdigest() != desc.digest:
+                    raise DigestMismatchError(f"blob {desc.digest} in {source.root} has another digest")
             target = _blob_path(self.root, desc.digest)
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.{os.getpid()}.link")

@@ -241,7 +241,9 @@ def convert_image(
 
     emit(Message(f"writing {len(ztoc_blobs)} ztocs and {len(soci_blobs)} SOCI indexes"))
     if copy_image:
-        _copy_image_blobs(source, sink, image)
+        # Layers just indexed were read whole and their digests checked (cached ones were not).
+        verified = {o.layer.digest for p in platform_results for o in p.layers if o.ztoc is not None and not o.cached}
+        _copy_image_blobs(source, sink, image, verified)
     for data in ztoc_blobs.values():
         sink.write_blob(descriptor_for(data, mt.MEDIA_TYPE_ZTOC), data)
     empty = descriptor_for(mt.EMPTY_JSON_BLOB, mt.ARTIFACT_TYPE_SOCI_INDEX_V1)
@@ -287,9 +289,10 @@ def _manifest_desc(image: _Image, digest: str, data: bytes) -> Descriptor:
 COPY_CONCURRENCY = 4
 
 
-def _copy_image_blobs(source: ImageSource, sink: ImageSink, image: _Image) -> None:
+def _copy_image_blobs(source: ImageSource, sink: ImageSink, image: _Image, verified: set[str]) -> None:
     """Configs and layers of every manifest of the image (destination gets the whole image),
-    several at once: copies wait on sockets and disks, not on the CPU."""
+    several at once: copies wait on sockets and disks, not on the CPU. `verified`: digests of
+    blobs read whole and checked moments ago."""
     blobs: dict[str, Descriptor] = {}
     for data in image.manifests.values():
         manifest = ImageManifest.from_json(data)
@@ -298,7 +301,7 @@ def _copy_image_blobs(source: ImageSource, sink: ImageSink, image: _Image) -> No
 
     def copy(blob: Descriptor) -> None:
         if not sink.has_blob(blob):
-            sink.copy_blob(blob, source)
+            sink.copy_blob(blob, source, verified=blob.digest in verified)
 
     with ThreadPoolExecutor(max_workers=COPY_CONCURRENCY, thread_name_prefix="socikit-copy") as pool:
         for future in [pool.submit(copy, blob) for blob in blobs.values()]:

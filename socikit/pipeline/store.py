@@ -57,8 +57,8 @@ class LocalStore:
     def write_blob(self, desc: Descriptor, data: bytes) -> None:
         self.sink.write_blob(desc, data)
 
-    def copy_blob(self, desc: Descriptor, source: ImageSource) -> None:
-        self.sink.copy_blob(desc, source)
+    def copy_blob(self, desc: Descriptor, source: ImageSource, *, verified: bool = False) -> None:
+        self.sink.copy_blob(desc, source, verified=verified)
 
     def write_manifest(self, desc: Descriptor, data: bytes) -> None:
         self.sink.write_manifest(desc, data)

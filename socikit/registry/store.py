@@ -112,7 +112,7 @@ class RegistrySink:
     def write_blob(self, desc: Descriptor, data: bytes) -> None:
         self.client.push_blob(self.repo, desc, data)
 
-    def copy_blob(self, desc: Descriptor, source: ImageSource) -> None:
+    def copy_blob(self, desc: Descriptor, source: ImageSource, *, verified: bool = False) -> None:
         """Mount from the source repository when it lives on this registry host, else stream."""
         if isinstance(source, RegistrySource) and source.client.host == self.client.host:
             if source.repo == self.repo and self.has_blob(desc):

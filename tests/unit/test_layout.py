@@ -290,6 +290,9 @@ def test_copy_between_layouts_links_verified_blobs(tmp_path: Path) -> None:
     with pytest.raises(DigestMismatchError):
         sink.copy_blob(config, source)
     assert not sink.has_blob(config)
+    # `verified`: the caller read and checked the blob moments ago, so it is linked unread.
+    sink.copy_blob(config, source, verified=True)
+    assert sink.blob_path(config.digest).stat().st_ino == path.stat().st_ino
 
 
 def test_sink_refuses_unrelated_directories(tmp_path: Path) -> None:
