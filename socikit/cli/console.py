@@ -6,15 +6,38 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.console import Console
 
 from socikit.errors import SocikitError
 
-stdout = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+class _LazyConsole:
+    """A rich Console created on first use: importing rich costs ~25 ms at every start, which
+    commands that print JSON, plain lines or nothing never need."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def get(self) -> Console:
+        """The Console itself (for rich objects that take one)."""
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.get(), name)
+
+
+stdout = _LazyConsole(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
+stderr = _LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager

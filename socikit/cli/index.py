@@ -7,15 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from socikit.cli.app import index_app
 from socikit.cli.console import errors_to_exit, print_json, stdout
 from socikit.cli.registry_options import CertDir, PlainHttp, TlsVerify, User, registry_options
 from socikit.errors import ImageError
-from socikit.oci import gojson
-from socikit.pipeline.cache import default_root
-from socikit.pipeline.store import LocalStore, index_summary
 
 Root = Annotated[
     Path | None, typer.Option("--root", help="Local store root (default: $SOCIKIT_ROOT, /var/lib/socikit "
@@ -38,6 +34,11 @@ def list_command(
     user: User = None,
 ) -> None:
     """List SOCI indexes in the local store (or, with --remote, in a registry)."""
+    from rich.table import Table
+
+    from socikit.pipeline.cache import default_root
+    from socikit.pipeline.store import LocalStore, index_summary
+
     with errors_to_exit():
         if remote:
             from socikit.pipeline.remote import list_remote_indexes
@@ -60,6 +61,10 @@ def info_command(
     root: Root = None,
 ) -> None:
     """Print a stored SOCI index (indented JSON)."""
+    from socikit.oci import gojson
+    from socikit.pipeline.cache import default_root
+    from socikit.pipeline.store import LocalStore
+
     with errors_to_exit():
         store = LocalStore(root or default_root())
         index = store.read_index(digest)
@@ -75,6 +80,9 @@ def remove_command(
     """Remove SOCI indexes (and ztocs no other index uses) from the local store."""
     if bool(digests) == bool(ref):
         raise typer.BadParameter("give either index digests or --ref, not both")
+    from socikit.pipeline.cache import default_root
+    from socikit.pipeline.store import LocalStore
+
     with errors_to_exit():
         store = LocalStore(root or default_root())
         wanted = set(digests or ()) or {s.descriptor.digest for s in store.indexes(ref=ref)}

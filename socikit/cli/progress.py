@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Any
-
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from typing import TYPE_CHECKING, Any
 
 from socikit.cli.console import stderr
-from socikit.pipeline.events import Event, LayerFinished, LayerStarted, Message
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from socikit.pipeline.events import Event
 
 MODES = ("auto", "plain", "none")
 
@@ -32,8 +34,14 @@ class ProgressRenderer:
 
     def __enter__(self) -> ProgressRenderer:
         if self.mode == "rich":
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
             self._progress = Progress(
-                SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=stderr, transient=False
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=stderr.get(),
+                transient=False,
             )
             self._progress.start()
         return self
@@ -49,6 +57,8 @@ class ProgressRenderer:
             self._render(event)
 
     def _render(self, event: Event) -> None:
+        from socikit.pipeline.events import LayerFinished, LayerStarted, Message
+
         if isinstance(event, LayerStarted):
             text = f"layer {_short(event.layer.digest)} ({event.layer.size} bytes)"
             if self._progress is not None:

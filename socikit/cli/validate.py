@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from socikit.cli.app import app
 from socikit.cli.console import errors_to_exit, print_json, stdout
@@ -53,6 +52,8 @@ def validate_command(
         if json_output:
             print_json(report.to_json())
         else:
+            from rich.table import Table
+
             table = Table("check", "result", "artifact", "reason", box=None)
             for check in report.checks:
                 table.add_row(

@@ -1,4 +1,8 @@
-"""`socikit ztoc build|info|get-file`."""
+"""`socikit ztoc build|info|get-file|list`.
+
+Library modules are imported inside the commands: start-up is paid on every call, and each
+command needs only its own part of the library (docs/performance.md, "CLI start-up").
+"""
 
 from __future__ import annotations
 
@@ -8,22 +12,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from socikit.__about__ import __version__
 from socikit.atomic import write_atomic
 from socikit.cli.app import ztoc_app
 from socikit.cli.console import errors_to_exit, print_json, stdout
 from socikit.errors import LayerError, SocikitError, UnsupportedLayerError
-from socikit.oci import gojson
 from socikit.oci.digest import is_digest, sha256_digest
 from socikit.oci.mediatypes import DEFAULT_SPAN_SIZE, MEDIA_TYPE_OCI_LAYER_GZIP, compression_of_layer
-from socikit.pipeline.cache import default_root
-from socikit.pipeline.store import LocalStore
-from socikit.ztoc.builder import build_ztoc
-from socikit.ztoc.extract import file_range_reader, read_file
-from socikit.ztoc.info import ztoc_info
-from socikit.ztoc.serialize import dumps, loads
 
 DEFAULT_BUILD_TOOL_ID = f"socikit {__version__}"
 
@@ -53,6 +49,9 @@ def build_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")] = False,
 ) -> None:
     """Build the ztoc of one layer blob file."""
+    from socikit.ztoc.builder import build_ztoc
+    from socikit.ztoc.serialize import dumps
+
     with errors_to_exit():
         algorithm = compression_of_layer(media_type)
         if algorithm is None:
@@ -101,8 +100,13 @@ def build_command(
 
 def _load_ztoc(path: Path, root: Path | None = None) -> tuple[bytes, object]:
     """A ztoc file, or a ztoc digest in the local store."""
+    from socikit.ztoc.serialize import loads
+
     text = str(path)
     if not path.exists() and is_digest(text):
+        from socikit.pipeline.cache import default_root
+        from socikit.pipeline.store import LocalStore
+
         data = LocalStore(root or default_root()).read_blob(text)
         return data, loads(data)
     try:
@@ -124,6 +128,11 @@ def list_command(
     root: Root = None,
 ) -> None:
     """List the ztocs of the SOCI indexes in the local store."""
+    from rich.table import Table
+
+    from socikit.pipeline.cache import default_root
+    from socikit.pipeline.store import LocalStore
+
     with errors_to_exit():
         rows = [{"digest": d.digest, "size": d.size, "layer_digest": layer}
                 for d, layer in LocalStore(root or default_root()).ztocs()]
@@ -143,6 +152,11 @@ def info_command(
     root: Root = None,
 ) -> None:
     """Show a ztoc's fields and the span range of every file."""
+    from rich.table import Table
+
+    from socikit.oci import gojson
+    from socikit.ztoc.info import ztoc_info
+
     with errors_to_exit():
         data, value = _load_ztoc(ztoc, root)
         info = ztoc_info(value, size=len(data))  # type: ignore[arg-type]
@@ -172,6 +186,8 @@ def get_file_command(
     root: Root = None,
 ) -> None:
     """Extract one file from a layer by decompressing only the spans that hold it."""
+    from socikit.ztoc.extract import file_range_reader, read_file
+
     with errors_to_exit():
         _, value = _load_ztoc(ztoc, root)
         try:

@@ -1,0 +1,69 @@
+"""Start-up cost is paid on every command: what a command does not use is not imported."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.vectors import REPO_ROOT
+
+# Run a command in a fresh interpreter and report which modules it loaded.
+_PROBE = """
+import json, sys
+sys.argv = ["socikit", *json.loads(sys.argv[1])]
+from socikit.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+print("MODULES=" + json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+HEAVY = ("pydantic", "rich", "jsonschema", "oras", "requests", "python_on_whales", "socikit.registry")
+
+
+def _loaded(*argv: str) -> set[str]:
+    result = subprocess.run(
+        [sys.executable, "-c", _PROBE, json.dumps(list(argv))],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    line = next(x for x in result.stderr.splitlines() if x.startswith("MODULES="))
+    return set(json.loads(line.removeprefix("MODULES=")))
+
+
+def _heavy(modules: set[str]) -> set[str]:
+    return {m for m in modules if m.split(".")[0] in HEAVY or m.startswith(HEAVY)}
+
+
+def test_version_loads_no_library_stack() -> None:
+    modules = _loaded("--version")
+    assert not _heavy(modules)
+    assert not {m for m in modules if m.startswith(("socikit.pipeline", "socikit.ztoc", "socikit.validate"))}
+
+
+def test_ztoc_build_loads_the_builder_only(tmp_path: Path) -> None:
+    import gzip
+    import io
+    import tarfile
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        info = tarfile.TarInfo("hello.txt")
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"hello"))
+    blob = tmp_path / "layer.tar.gz"
+    blob.write_bytes(gzip.compress(raw.getvalue()))
+    modules = _loaded("ztoc", "build", str(blob), "-o", str(tmp_path / "out.ztoc"), "--json")
+    assert (tmp_path / "out.ztoc").stat().st_size > 0
+    assert "socikit.ztoc.builder" in modules
+    assert not _heavy(modules)
+    assert not {m for m in modules if m.startswith(("socikit.pipeline", "socikit.validate", "socikit.content"))}
+
+
+@pytest.mark.parametrize("argv", [("ztoc", "--help"), ("convert", "--help"), ("validate", "--help")])
+def test_help_loads_no_library_stack(argv: tuple[str, ...]) -> None:
+    assert not {m for m in _heavy(_loaded(*argv)) if not m.startswith("rich")}  # help is drawn by rich
