@@ -51,6 +51,7 @@ _U32 = struct.Struct("<I")
 _I32 = struct.Struct("<i")
 _U16X2 = struct.Struct("<HH")
 _ZERO_PADS = tuple(b"\0" * i for i in range(16))
+_EMPTY_VECTOR = b"\0\0\0\0"  # an offset vector of length 0 on a 4-aligned buffer
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,29 +244,22 @@ def _string_block(text: str) -> bytes:
 
 
 class _Tail:
-    """The five strings written after the name (type, linkname, uname, gname, mod_time), laid out
-    for a 4-aligned buffer, followed by an empty xattrs vector. Layers repeat these a lot."""
+    """The four strings written right after the name (type, linkname, uname, gname), laid out for
+    a 4-aligned buffer. Layers repeat these combinations a lot; mod_time, written next, mostly
+    differs per file and is laid out per entry."""
 
-    __slots__ = ("strings_block", "string_distances", "block", "distances", "consts")
+    __slots__ = ("block", "distances")
 
     def __init__(self, strings: tuple[str, ...]) -> None:
         blocks = [_string_block(s) for s in strings]
-        # Memory order: mod_time, gname, uname, linkname, type (the last written comes first).
-        self.strings_block = b"".join(reversed(blocks))
-        # Distance from the end of the name and of each of the five strings to the end of
-        # strings_block; whatever is written after it (the xattrs) adds its length to each.
+        # Memory order: gname, uname, linkname, type (the last written comes first).
+        self.block = b"".join(reversed(blocks))
+        # For the name and each of the four strings: the bytes of this block written after it.
         lengths = [len(b) for b in blocks]
-        self.string_distances = (sum(lengths), *(sum(lengths[i + 1 :]) for i in range(5)))
-        # Without xattrs: an empty vector (4 bytes) ends the block.
-        self.block = b"\0\0\0\0" + self.strings_block
-        # Distances in the slot order 0 (name), 1, 4, 8, 9, 10, 13 (the vector ends the block).
-        self.distances = (*(d + 4 for d in self.string_distances), 0)
-        # Per table shape: the 7 stored offsets of slots 0,1,4,8,9,10,13. They depend on the
-        # layout and on the strings written after each one, never on the name's length.
-        self.consts: dict[_FmShape, tuple[int, ...]] = {}
+        self.distances = (sum(lengths), *(sum(lengths[i + 1 :]) for i in range(4)))
 
 
-_TAIL_STRINGS = itemgetter(1, 4, 8, 9, 10)
+_TAIL_STRINGS = itemgetter(1, 4, 8, 9)
 
 
 def _normalized_entry(e: FileMetadata) -> FileMetadata:
@@ -282,6 +276,7 @@ def _write_toc(b: _BackBuffer, toc: Sequence[FileMetadata]) -> int:
     """The FileMetadata tables (last entry first, as the reference does), their vector and the TOC."""
     positions = [0] * len(toc)
     tails: dict[tuple[str, ...], _Tail] = {}
+    mod_times: dict[str, bytes] = {}
     vt_of_shape: dict[_FmShape, int] = {}
     shapes = _FM_SHAPES
     append = b.chunks.append
@@ -303,28 +298,39 @@ def _write_toc(b: _BackBuffer, toc: Sequence[FileMetadata]) -> int:
         tail = tails.get(strings)
         if tail is None:
             tail = tails[strings] = _Tail(strings)
+        append(tail.block)
+        mod_time = mod_times.get(e.mod_time)
+        if mod_time is None:
+            mod_time = mod_times[e.mod_time] = _string_block(e.mod_time)
+        append(mod_time)
+        pos += len(tail.block) + len(mod_time)
         if e.xattrs:
-            # PAX records (BuildKit writes an mtime record for every file): the strings block,
-            # then the xattr strings, tables and vector through the step-by-step builder; the
-            # strings' stored offsets grow by the length of what follows them.
-            append(tail.strings_block)
-            pos += len(tail.strings_block)
+            # PAX records (BuildKit writes an mtime record for every file): their strings,
+            # tables and vector through the step-by-step builder.
             b.pos = pos
             _write_xattrs(b, e.xattrs)
-            extra = b.pos - pos
+            after_mod_time = b.pos - pos
             pos = b.pos
-            key = (e[2] != 0, e[3] != 0, e[5] != 0, e[6] != 0, e[7] != 0, e[11] != 0, e[12] != 0, pos & 7)
-            shape = shapes.get(key) or _fm_shape(key)
-            deltas = shape.offset_deltas
-            consts = (*(d + s + extra for d, s in zip(deltas[:6], tail.string_distances, strict=True)), deltas[6])
         else:
-            append(tail.block)
-            pos += len(tail.block)
-            key = (e[2] != 0, e[3] != 0, e[5] != 0, e[6] != 0, e[7] != 0, e[11] != 0, e[12] != 0, pos & 7)
-            shape = shapes.get(key) or _fm_shape(key)
-            consts = tail.consts.get(shape)  # type: ignore[assignment]
-            if consts is None:
-                consts = tail.consts[shape] = tuple(map(int.__add__, shape.offset_deltas, tail.distances))
+            append(_EMPTY_VECTOR)
+            pos += 4
+            after_mod_time = 4
+        # Stored offset of each string = its field's delta in the table + the bytes written
+        # after the string; the xattrs vector is written last, right before the table.
+        key = (e[2] != 0, e[3] != 0, e[5] != 0, e[6] != 0, e[7] != 0, e[11] != 0, e[12] != 0, pos & 7)
+        shape = shapes.get(key) or _fm_shape(key)
+        d = shape.offset_deltas
+        t = tail.distances
+        after_tail = len(mod_time) + after_mod_time
+        consts = (
+            d[0] + t[0] + after_tail,
+            d[1] + t[1] + after_tail,
+            d[2] + t[2] + after_tail,
+            d[3] + t[3] + after_tail,
+            d[4] + t[4] + after_tail,
+            d[5] + after_mod_time,
+            d[6],
+        )
         layout = shape.layout
         if layout.max_align > b.minalign:
             b.minalign = layout.max_align
