@@ -24,6 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
+from benchenv import SOCIKIT, compile_socikit  # noqa: E402
 from make_sample_image import build_image  # noqa: E402
 
 CACHE = REPO / ".bench"
@@ -56,7 +57,8 @@ def main() -> None:
     args = parser.parse_args()
     src = image()
     blobs = layer_blobs(src)
-    socikit = [sys.executable, "-m", "socikit"]
+    socikit = SOCIKIT
+    compile_socikit()
     gz, one, default = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeat):

@@ -25,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_convert import image, timed  # noqa: E402
+from benchenv import SOCIKIT, compile_socikit  # noqa: E402
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 
@@ -59,6 +60,7 @@ def main() -> None:
     args = parser.parse_args()
     src_layout = image()
     ours, theirs = [], []
+    compile_socikit()
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "src").mkdir()
         src_proc, src = start_registry(Path(tmp) / "src")
@@ -77,9 +79,7 @@ def main() -> None:
                     try:
                         if tool == "socikit":
                             argv = [
-                                sys.executable,
-                                "-m",
-                                "socikit",
+                                *SOCIKIT,
                                 "convert",
                                 "--no-cache",
                                 "--progress",

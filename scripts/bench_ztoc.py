@@ -25,6 +25,9 @@ import zlib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "scripts"))
+from benchenv import SOCIKIT, compile_socikit  # noqa: E402
+
 CACHE = REPO / ".bench"
 SOURCES = [Path("/usr/share/doc"), Path("/usr/lib/python3"), Path(sys.prefix) / "lib", Path("/usr/share/perl")]
 
@@ -95,6 +98,7 @@ def main() -> None:
     parser.add_argument("--size-mb", type=int, action="append", help="uncompressed layer size (repeatable)")
     parser.add_argument("--repeat", type=int, default=3, help="best of N runs per tool")
     args = parser.parse_args()
+    compile_socikit()
     for size_mb in args.size_mb or [160]:
         blob, usize = prepare(size_mb)
         mb = usize / 1e6
@@ -103,7 +107,7 @@ def main() -> None:
         for _ in range(args.repeat):
             gz.append(time_command(["gzip", "-dc", str(blob)])[0])
             pz.append(time_python_zlib(blob))
-            t, r = time_command([sys.executable, "-m", "socikit", "ztoc", "build", str(blob), "-o", str(out)])
+            t, r = time_command([*SOCIKIT, "ztoc", "build", str(blob), "-o", str(out)])
             sk.append(t)
             rss.append(r)
         g, p, s = min(gz), min(pz), min(sk)

@@ -40,6 +40,16 @@ stdout = _LazyConsole(highlight=False, soft_wrap=True, width=None if sys.stdout.
 stderr = _LazyConsole(stderr=True, highlight=False, soft_wrap=True)
 
 
+def say(text: str) -> None:
+    """One line of plain text on stdout (never markup): through rich on a terminal, else written
+    directly, so commands whose output goes to a pipe or CI log do not load rich at all."""
+    if sys.stdout.isatty():
+        stdout.print(text, markup=False)
+    else:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+
 @contextlib.contextmanager
 def errors_to_exit() -> Iterator[None]:
     """Turn a SocikitError into `error: <message>` on stderr and exit code 1."""

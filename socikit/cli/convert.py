@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from socikit.cli.app import app
-from socikit.cli.console import errors_to_exit, print_json, stdout
+from socikit.cli.console import errors_to_exit, print_json, say
 from socikit.cli.progress import MODES, ProgressRenderer
 from socikit.cli.registry_options import CertDir, PlainHttp, TlsVerify, User, registry_options
 from socikit.oci import mediatypes as mt
@@ -57,11 +57,11 @@ def _summary(result: ConversionResult, json_output: bool) -> None:
         return
     for p in result.platforms:
         indexed = sum(1 for o in p.layers if o.ztoc is not None)
-        stdout.print(
+        say(
             f"{p.platform}: {indexed} of {len(p.layers)} layers indexed; SOCI index "
             f"{p.soci_index.digest if p.soci_index else '(none)'}"
         )
-    stdout.print(f"result {result.result.digest} ({result.result.media_type}) in {result.seconds:.2f} s")
+    say(f"result {result.result.digest} ({result.result.media_type}) in {result.seconds:.2f} s")
 
 
 def _options(

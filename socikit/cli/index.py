@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from socikit.cli.app import index_app
-from socikit.cli.console import errors_to_exit, print_json, stdout
+from socikit.cli.console import errors_to_exit, print_json, say, stdout
 from socikit.cli.registry_options import CertDir, PlainHttp, TlsVerify, User, registry_options
 from socikit.errors import ImageError
 
@@ -89,4 +89,4 @@ def remove_command(
         if not wanted:
             raise ImageError(f"no SOCI index in the local store was built from {ref}")
         for digest in store.remove(wanted):
-            stdout.print(f"removed {digest}")
+            say(f"removed {digest}")

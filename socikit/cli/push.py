@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from socikit.cli.app import app
-from socikit.cli.console import errors_to_exit, print_json, stdout
+from socikit.cli.console import errors_to_exit, print_json, say
 from socikit.cli.progress import ProgressRenderer
 from socikit.cli.registry_options import CertDir, PlainHttp, TlsVerify, User, registry_options
 
@@ -79,4 +79,4 @@ def push_command(
             print_json(rows)
         else:
             for row in rows:
-                stdout.print(f"{row['platform']}: {row['digest']} {'pushed' if row['pushed'] else 'skipped'}")
+                say(f"{row['platform']}: {row['digest']} {'pushed' if row['pushed'] else 'skipped'}")

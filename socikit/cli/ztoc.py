@@ -16,7 +16,7 @@ import typer
 from socikit.__about__ import __version__
 from socikit.atomic import write_atomic
 from socikit.cli.app import ztoc_app
-from socikit.cli.console import errors_to_exit, print_json, stdout
+from socikit.cli.console import errors_to_exit, print_json, say, stdout
 from socikit.errors import LayerError, SocikitError, UnsupportedLayerError
 from socikit.oci.digest import is_digest, sha256_digest
 from socikit.oci.mediatypes import DEFAULT_SPAN_SIZE, MEDIA_TYPE_OCI_LAYER_GZIP, compression_of_layer
@@ -92,7 +92,7 @@ def build_command(
         if json_output:
             print_json(summary)
         else:
-            stdout.print(
+            say(
                 f"layer {result.blob_digest} -> ztoc {summary['digest']} "
                 f"({summary['num_spans']} spans, {summary['num_files']} files, {summary['seconds']} s)"
             )

@@ -191,6 +191,7 @@ def convert_image(
     outcomes = index_layers(
         source, all_layers, span_size=options.span_size, min_layer_size=options.min_layer_size,
         build_tool_identifier=options.build_tool_identifier, cache=cache, jobs=options.jobs, on_event=on_event,
+        while_waiting=(lambda: _prepare_validation(options.index_version)) if validate else None,
     )
     ztoc_blobs: dict[str, bytes] = {}
     soci_blobs: dict[str, bytes] = {}
@@ -287,6 +288,14 @@ def _manifest_desc(image: _Image, digest: str, data: bytes) -> Descriptor:
 
 
 COPY_CONCURRENCY = 4
+
+
+def _prepare_validation(index_version: str) -> None:
+    """Import jsonschema and compile the schemas the pre-write checks use while the layers are
+    being indexed, instead of after (~60 ms of a short convert)."""
+    from socikit.validate.prewrite import prepare
+
+    prepare(index_version)
 
 
 def _copy_image_blobs(source: ImageSource, sink: ImageSink, image: _Image, verified: set[str]) -> None:

@@ -110,10 +110,13 @@ def index_layers(
     cache: ZtocCache | None,
     jobs: int,
     on_event: Callable[[Event], None] | None = None,
+    while_waiting: Callable[[], None] | None = None,
 ) -> dict[str, LayerOutcome]:
     """Index every distinct layer (by digest) on `jobs` threads; returns outcomes by layer digest.
 
-    The first failure cancels the layers not yet started and is re-raised."""
+    `while_waiting` runs on the calling thread once every layer has been handed out (and any
+    worker process forked), e.g. to prepare what comes after indexing. The first failure cancels
+    the layers not yet started and is re-raised."""
     unique: dict[str, Descriptor] = {}
     for layer in layers:
         unique.setdefault(layer.digest, layer)
@@ -138,11 +141,14 @@ def index_layers(
         return _index_in_processes(
             source, unique, to_build, opener, span_size=span_size, min_layer_size=min_layer_size,
             build_tool_identifier=build_tool_identifier, cache=cache, jobs=jobs, emit=emit,
+            while_waiting=while_waiting,
         )
     outcomes: dict[str, LayerOutcome] = {}
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="socikit-layer") as pool:
         futures = {digest: pool.submit(work, layer) for digest, layer in unique.items()}
         try:
+            if while_waiting is not None:
+                while_waiting()
             for digest, future in futures.items():
                 outcomes[digest] = future.result()
         except BaseException:
@@ -164,6 +170,7 @@ def _index_in_processes(
     cache: ZtocCache | None,
     jobs: int,
     emit: Callable[[Event], None],
+    while_waiting: Callable[[], None] | None,
 ) -> dict[str, LayerOutcome]:
     """Build several layers on worker processes. The builder's Python parts (tar headers, loop
     glue) hold the GIL, so threads serialize on it; processes give each layer a core of its own.
@@ -187,6 +194,8 @@ def _index_in_processes(
             emit(LayerStarted(layer=layer))
             futures[layer.digest] = pool.submit(_build_layer, opener, layer, span_size, build_tool_identifier)
         try:
+            if while_waiting is not None:
+                while_waiting()  # the workers are forked by now: imports here cannot reach them
             for layer in order:
                 data, spans, files, seconds = futures[layer.digest].result()
                 if cache is not None:

@@ -11,7 +11,7 @@ from typing import Any
 from socikit.errors import InvalidArtifactError
 from socikit.oci import mediatypes as mt
 from socikit.oci.manifest import ImageIndex, ImageManifest
-from socikit.validate.schemas import schema_errors
+from socikit.validate.schemas import schema_errors, validator
 
 
 def _check(name: str, what: str, data: bytes, canonical: bytes) -> dict[str, Any]:
@@ -22,6 +22,13 @@ def _check(name: str, what: str, data: bytes, canonical: bytes) -> dict[str, Any
     if canonical != data:
         raise InvalidArtifactError(f"{what} is not in Go's canonical JSON form (the snapshotter would refuse it)")
     return dict(document)
+
+
+def prepare(version: str) -> None:
+    """Compile the validators the checks below use for SOCI `version` indexes (cached)."""
+    validator(f"soci-index-{version}")
+    if version == "v2":
+        validator("soci-converted-index")
 
 
 def validate_soci_index(data: bytes, version: str) -> None:
