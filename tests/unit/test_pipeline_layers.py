@@ -1,0 +1,53 @@
+"""index_layers: threads or worker processes give the same ztocs; the `while_waiting` hook runs
+once, on the calling thread, after every layer was handed out."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from socikit.content.layout import LayoutSource
+from socikit.oci.manifest import ImageIndex, ImageManifest
+from socikit.pipeline.layers import index_layers
+from tests.vectors import VECTORS_DIR
+
+
+def _layers(source: LayoutSource) -> list:
+    root = source.resolve()
+    index = ImageIndex.from_json(source.read_blob(root))
+    layers = {}
+    for entry in index.entries:
+        for layer in ImageManifest.from_json(source.read_blob(entry)).layer_list:
+            layers[layer.digest] = layer
+    return list(layers.values())
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_while_waiting_runs_once_after_hand_out(jobs: int) -> None:
+    source = LayoutSource(VECTORS_DIR / "multi-platform" / "input", tag="latest")
+    layers = _layers(source)
+    assert len(layers) >= 2
+    calls: list[tuple[str, int]] = []
+    started: list[str] = []
+
+    def on_event(event) -> None:
+        if type(event).__name__ == "LayerStarted":
+            started.append(event.layer.digest)
+
+    def while_waiting() -> None:
+        calls.append((threading.current_thread().name, len(started)))
+
+    outcomes = index_layers(
+        source, layers, span_size=65536, min_layer_size=0, build_tool_identifier="t",
+        cache=None, jobs=jobs, on_event=on_event, while_waiting=while_waiting,
+    )  # fmt: skip
+    assert calls and len(calls) == 1
+    assert calls[0][0] == threading.current_thread().name
+    if jobs > 1:  # worker processes: every layer was submitted (and announced) first
+        assert calls[0][1] == len(layers)
+    reference = index_layers(
+        source, layers, span_size=65536, min_layer_size=0, build_tool_identifier="t", cache=None, jobs=1
+    )
+    assert {d: o.ztoc for d, o in outcomes.items()} == {d: o.ztoc for d, o in reference.items()}
+    assert all(o.ztoc for o in outcomes.values())
