@@ -166,10 +166,12 @@ class _BackBuffer:
         return self.pos
 
     def byte_vector(self, data: bytes) -> int:
-        """CreateByteVector: Prep(4, len), bytes, uint32 length."""
+        """CreateByteVector: Prep(4, len), bytes, uint32 length. The data is kept as its own
+        chunk, not copied (checkpoint blobs reach tens of MB)."""
         n = len(data)
         pad = -(self.pos + n) % 4
-        self.chunks.append(_U32.pack(n) + data + _ZERO_PADS[pad])
+        # Chunks are in write order and reversed at the end: memory order is length, data, pad.
+        self.chunks += (_ZERO_PADS[pad], data, _U32.pack(n))
         self.pos += 4 + n + pad
         if self.minalign < 4:
             self.minalign = 4
@@ -412,7 +414,7 @@ def dumps(ztoc: Ztoc) -> bytes:
     version = b.string(_encode(ztoc.version))
     build_tool = b.string(_encode(ztoc.build_tool_identifier))
     toc = _write_toc(b, ztoc.toc)
-    checkpoints = b.byte_vector(bytes(info.checkpoints))
+    checkpoints = b.byte_vector(info.checkpoints)
     digests = b.offset_vector([b.string(_encode(d)) for d in info.span_digests])
     slots: list[tuple[int, str]] = []
     values: list[int] = []
