@@ -30,6 +30,14 @@ def validate_command(
     sample: Annotated[
         int | None, typer.Option("--sample", min=1, help="Like --deep but read only N files per layer through spans.")
     ] = None,
+    no_reproduce: Annotated[
+        bool,
+        typer.Option(
+            "--no-reproduce",
+            help="With --deep/--sample: check every layer item by item (span reads from each "
+            "checkpoint) even when its ztoc can be rebuilt identically from the blob.",
+        ),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable report on stdout.")] = False,
     plain_http: PlainHttp = False,
     tls_verify: TlsVerify = "true",
@@ -46,7 +54,7 @@ def validate_command(
     with errors_to_exit():
         source = open_source(reference, registry_options=registry_options(plain_http, tls_verify, cert_dir, user))
         try:
-            report = validate_image(source, deep=deep, sample=sample or 0)
+            report = validate_image(source, deep=deep, sample=sample or 0, reproduce=not no_reproduce)
         finally:
             source.close()
         if json_output:

@@ -28,8 +28,20 @@ def test_valid_image_passes_deep(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert report["passed"] and report["summary"]["lazy"]
     assert {"span-digests", "toc-headers", "file-contents", "go-canonical"} <= {c["name"] for c in report["checks"]}
+    assert report["stats"]["layers_reproduced"] == report["stats"]["layers_scanned"] == 1
     table = CliRunner().invoke(app, ["validate", f"oci:{out}:latest"])
     assert table.exit_code == 0 and "0 failed" in table.stdout
+
+
+def test_no_reproduce_checks_item_by_item(tmp_path: Path) -> None:
+    out = _converted(tmp_path)
+    result = CliRunner().invoke(app, ["validate", "--deep", "--no-reproduce", "--json", f"oci:{out}:latest"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["passed"]
+    assert report["stats"]["layers_reproduced"] == 0 and report["stats"]["layers_scanned"] == 1
+    contents = next(c for c in report["checks"] if c["name"] == "file-contents")
+    assert "identical" not in contents["reason"]
 
 
 def test_corrupt_layer_fails_deep_validation(tmp_path: Path) -> None:
