@@ -19,7 +19,7 @@ from pathlib import Path
 from conformance.suite import VectorResult, run_vector, vector_dirs
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_VECTORS = REPO.parent / "shared" / "conformance" / "vectors"
+DEFAULT_VECTORS = REPO / "conformance" / "vectors"
 
 
 def _line(result: VectorResult) -> str:

@@ -19,9 +19,14 @@ from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource
 from referencing.jsonschema import DRAFT4
 
-from tests.vectors import SHARED, all_vectors
+from tests.vectors import OCI_SCHEMA_CHECKOUT, all_vectors
 
-OCI_SCHEMAS = SHARED / "reference" / "oci-image-spec-schema" / "v1.1.1"
+OCI_SCHEMAS = OCI_SCHEMA_CHECKOUT
+if not OCI_SCHEMAS.is_dir():
+    pytest.skip(
+        f"the OCI image-spec v1.1.1 schema files are not ours to ship and {OCI_SCHEMAS} is absent",
+        allow_module_level=True,
+    )
 
 
 def _retrieve(uri: str) -> Resource:
