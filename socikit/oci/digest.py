@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from socikit.errors import FormatError
+from socikit.errors import DigestMismatchError, FormatError
 
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 
@@ -29,3 +29,15 @@ def validate_digest(value: str) -> str:
 def digest_hex(value: str) -> str:
     """The hex part of a validated digest (used for blob paths)."""
     return validate_digest(value).split(":", 1)[1]
+
+
+def verify_blob(data: bytes | bytearray | memoryview, *, digest: str, size: int, where: str) -> None:
+    """Raise DigestMismatchError unless `data` is exactly `size` bytes whose sha256 is `digest`.
+
+    The one check every reader of content-addressed bytes makes (layouts, archives, registries);
+    `where` names the blob for the message (e.g. "blob sha256:ab… in ./layout")."""
+    if len(data) != size:
+        raise DigestMismatchError(f"{where}: {len(data)} bytes, expected {size}")
+    got = sha256_digest(data)
+    if got != digest:
+        raise DigestMismatchError(f"{where}: content has digest {got}, expected {digest}")
