@@ -187,6 +187,8 @@ def test_rpull_multi_platform_index(registry, containerd_factory, tmp_path: Path
     assert {digests["index"], digests["foreign"], digests["foreign_config"]} <= set(stored)
     assert digests["host"] not in stored
     assert snapshot_keys(ctrd, "other") == {}  # content only: nothing unpacked
+    not_runnable = ctrd.ctr("-n", "other", "run", "--rm", ref, "foreign", "/bin/true", check=False)
+    assert not_runnable.returncode != 0
 
 
 def test_rpull_failures_are_one_line_and_leave_nothing(registry, containerd_factory, tmp_path: Path) -> None:
