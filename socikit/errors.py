@@ -13,6 +13,8 @@
     │   └── ImageReferenceError       an image reference that does not parse
     ├── RegistryError                 talking to a registry failed
     │   └── AuthError                 credentials were refused
+    ├── ContainerdError               a containerd (or snapshotter) gRPC call failed; `code` names
+    │                                 the gRPC status (NOT_FOUND, ALREADY_EXISTS, UNAVAILABLE, …)
     └── InvalidArtifactError          validation of an artifact failed
 """
 
@@ -65,6 +67,15 @@ class RegistryError(SocikitError):
 
 class AuthError(RegistryError):
     """The registry refused our credentials (or asked for some we do not have)."""
+
+
+class ContainerdError(SocikitError):
+    """A gRPC call to containerd or a snapshotter daemon failed. `code` is the gRPC status name
+    ("NOT_FOUND", "ALREADY_EXISTS", "UNAVAILABLE", ...; "" when the failure was not a status)."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class InvalidArtifactError(SocikitError):
