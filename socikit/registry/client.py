@@ -693,7 +693,11 @@ def _status_text(exc: RegistryStatusError) -> str:
 
 def _tls_failure(exc: BaseException) -> str:
     """A TLS failure in one phrase, never the raw OpenSSL text."""
-    return f"TLS error ({_ssl_reason(exc)})"
+    reason = _ssl_reason(exc)
+    if reason == "WRONG_VERSION_NUMBER":
+        # What a TLS client sees when the server answers its hello in plain HTTP.
+        return f"TLS error ({reason}): the registry answered in plain HTTP; add --plain-http"
+    return f"TLS error ({reason})"
 
 
 def _ssl_reason(exc: BaseException) -> str:
