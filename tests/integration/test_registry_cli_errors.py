@@ -70,3 +70,26 @@ def test_convert_without_plain_http_says_to_add_it(registry: RegistryServer, tmp
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     assert lines[0].endswith(f"TLS error (WRONG_VERSION_NUMBER): {PLAIN_HTTP_HINT}")
     assert registry.host in lines[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# --user without a password and no terminal
+
+
+NO_PASSWORD = ("error: no password for --user socikit-user and no terminal to ask for it: give "
+               "--user USER:PASSWORD, or leave out --user to use the Docker config")
+
+
+@pytest.mark.parametrize("command", ["convert", "validate", "index-list-remote"])
+def test_user_without_password_and_no_terminal_is_one_clear_line(
+        registry: RegistryServer, tmp_path: Path, command: str) -> None:
+    ref = f"{registry.host}/nopass/app:1"
+    args = {
+        "convert": convert_args(ref, tmp_path / "root", "--plain-http", "-u", "socikit-user"),
+        "validate": ["validate", "--plain-http", "-u", "socikit-user", ref],
+        "index-list-remote": ["index", "list", "--remote", ref, "--plain-http", "-u", "socikit-user"],
+    }[command]
+    result = run_socikit(*args, home=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr == NO_PASSWORD + "\n"
+    assert "Aborted" not in result.stdout + result.stderr
