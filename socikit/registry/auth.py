@@ -296,6 +296,17 @@ class RegistryAuth(TokenAuth):  # type: ignore[misc]
     def __repr__(self) -> str:
         return f"RegistryAuth(host={self.host!r}, credentials={self.credentials!r})"
 
+    def redact(self, text: str) -> str:
+        """`text` with every secret this backend knows (password, identity token, Basic value,
+        tokens) replaced by `<redacted>`: for text a registry sent back, which may echo them."""
+        creds = self.credentials
+        secrets = [*self._tokens.values(), self._basic_value or ""]
+        if creds is not None:
+            secrets += [creds.password, creds.identity_token]
+        for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+            text = text.replace(secret, "<redacted>")
+        return text
+
     def get_auth_header(self) -> dict[str, str]:
         return {}
 

@@ -281,6 +281,7 @@ class RegistryClient:
     def _raise_status(self, resp: requests.Response, what: str) -> None:
         status = resp.status_code
         code, message = _error_detail(resp)
+        message = self.auth.redact(message)  # a registry may echo what it was sent
         resp.close()
         if status == 403:
             raise AuthError(f"authentication failed for {self.host}")
