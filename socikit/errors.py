@@ -11,8 +11,11 @@
     │                                 global PAX headers): skipped with a reason, never a crash
     ├── ImageError                    image/reference problems (missing blob, bad manifest, platform)
     │   └── ImageReferenceError       an image reference that does not parse
-    ├── RegistryError                 talking to a registry failed
-    │   └── AuthError                 credentials were refused
+    ├── RegistryError                 talking to a registry failed (network, TLS, retries exhausted)
+    │   ├── AuthError                 credentials were refused (or none were given where needed)
+    │   └── RegistryStatusError       an unexpected HTTP status (`.status`, OCI error `.code`)
+    │       └── BlobNotFoundError     no such blob or manifest (404, BLOB_UNKNOWN, MANIFEST_UNKNOWN);
+    │                                 a gRPC service maps it to NOT_FOUND
     ├── ContainerdError               a containerd (or snapshotter) gRPC call failed; `code` names
     │                                 the gRPC status (NOT_FOUND, ALREADY_EXISTS, UNAVAILABLE, …)
     └── InvalidArtifactError          validation of an artifact failed
@@ -67,6 +70,25 @@ class RegistryError(SocikitError):
 
 class AuthError(RegistryError):
     """The registry refused our credentials (or asked for some we do not have)."""
+
+
+class RegistryStatusError(RegistryError):
+    """A registry answered with an unexpected HTTP status: `status`, and `code` when the body is
+    an OCI error (e.g. "NAME_UNKNOWN"), else ""."""
+
+    def __init__(self, message: str, status: int, code: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+    def __reduce__(self) -> tuple[type[RegistryStatusError], tuple[str, int, str]]:
+        # Blob reads run in worker processes: the error must cross a pickle intact.
+        return (type(self), (str(self), self.status, self.code))
+
+
+class BlobNotFoundError(RegistryStatusError):
+    """The registry has no such blob or manifest: it answered 404 (or BLOB_UNKNOWN /
+    MANIFEST_UNKNOWN) for a blob or manifest request. A gRPC service maps it to NOT_FOUND."""
 
 
 class ContainerdError(SocikitError):

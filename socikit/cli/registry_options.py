@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -25,7 +26,8 @@ User = Annotated[
 
 
 def registry_options(plain_http: bool, tls_verify: str, cert_dir: Path | None, user: str | None) -> RegistryOptions:
-    """Build RegistryOptions from the flags, prompting (hidden input) for a missing password."""
+    """Build RegistryOptions from the flags, prompting (hidden input) for a missing password;
+    without a terminal to prompt on, a missing password is an AuthError."""
     from socikit.registry.options import RegistryOptions  # deferred: the registry stack is slow to import
 
     verify = tls_verify.strip().lower()
@@ -35,6 +37,12 @@ def registry_options(plain_http: bool, tls_verify: str, cert_dir: Path | None, u
     if user:
         username, sep, password = user.partition(":")
         if not sep:
+            if not sys.stdin.isatty():
+                # typer's prompt would read EOF and print a bare "Aborted!".
+                from socikit.errors import AuthError
+
+                raise AuthError(f"no password for --user {username} and no terminal to ask for it: "
+                                "give --user USER:PASSWORD, or leave out --user to use the Docker config")
             password = typer.prompt(f"Password for {username}", hide_input=True)
     return RegistryOptions(
         plain_http=plain_http,

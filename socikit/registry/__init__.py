@@ -12,7 +12,7 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "load_docker_credentials": "socikit.registry.auth",
     "parse_user": "socikit.registry.auth",
     "RegistryClient": "socikit.registry.client",
-    "RegistryStatusError": "socikit.registry.client",
+    "RegistryStatusError": "socikit.errors",
     "RetryPolicy": "socikit.registry.client",
     "referrers_tag": "socikit.registry.referrers",
     "RegistryOptions": "socikit.registry.options",

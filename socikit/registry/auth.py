@@ -284,11 +284,11 @@ class RegistryAuth(TokenAuth):  # type: ignore[misc]
         self.host = host
         self.credentials = credentials
         self.session = session
-        self._tls_verify = verify
-        self._basic_auth: str | None = None
+        self._verify = verify
+        # The base64 `user:password` of a Basic header (our own: oras keeps its copy private).
+        self._basic_value: str | None = None
         if credentials is not None and credentials.has_basic:
-            # oras's own helper builds the same base64 `user:password` value.
-            self.set_basic_auth(credentials.username, credentials.password)
+            self._basic_value = credentials.basic_value()
         self._scheme: str | None = None  # learnt from the first challenge
         self._tokens: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -296,13 +296,24 @@ class RegistryAuth(TokenAuth):  # type: ignore[misc]
     def __repr__(self) -> str:
         return f"RegistryAuth(host={self.host!r}, credentials={self.credentials!r})"
 
+    def redact(self, text: str) -> str:
+        """`text` with every secret this backend knows (password, identity token, Basic value,
+        tokens) replaced by `<redacted>`: for text a registry sent back, which may echo them."""
+        creds = self.credentials
+        secrets = [*self._tokens.values(), self._basic_value or ""]
+        if creds is not None:
+            secrets += [creds.password, creds.identity_token]
+        for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+            text = text.replace(secret, "<redacted>")
+        return text
+
     def get_auth_header(self) -> dict[str, str]:
         return {}
 
     def authorization(self, method: str, url: str) -> str | None:
         """The Authorization header value to send pre-emptively, if any is known."""
-        if self._scheme == "basic" and self._basic_auth:
-            return f"Basic {self._basic_auth}"
+        if self._scheme == "basic" and self._basic_value:
+            return f"Basic {self._basic_value}"
         if self._scheme == "bearer":
             token = self._tokens.get(scope_for_request(method, url))
             if token:
@@ -336,9 +347,9 @@ class RegistryAuth(TokenAuth):  # type: ignore[misc]
             return headers, True
         if basic is not None:
             self._scheme = "basic"
-            if not self._basic_auth or sent == f"Basic {self._basic_auth}":
+            if not self._basic_value or sent == f"Basic {self._basic_value}":
                 return headers, False
-            headers["Authorization"] = f"Basic {self._basic_auth}"
+            headers["Authorization"] = f"Basic {self._basic_value}"
             return headers, True
         return headers, False
 
@@ -352,7 +363,7 @@ class RegistryAuth(TokenAuth):  # type: ignore[misc]
                 # OAuth2 refresh-token grant, as the docker CLI does for identity tokens.
                 form = {"grant_type": "refresh_token", "refresh_token": creds.identity_token,
                         "client_id": "socikit", "service": service, "scope": " ".join(scopes)}
-                resp = self.session.post(realm, data=form, verify=self._tls_verify,
+                resp = self.session.post(realm, data=form, verify=self._verify,
                                          timeout=_TOKEN_TIMEOUT)
             else:
                 params: list[tuple[str, str]] = []
@@ -362,10 +373,10 @@ class RegistryAuth(TokenAuth):  # type: ignore[misc]
                 if creds is not None and creds.username:
                     params.append(("account", creds.username))
                 headers = {"Accept": "application/json"}
-                if self._basic_auth:
-                    headers["Authorization"] = f"Basic {self._basic_auth}"
+                if self._basic_value:
+                    headers["Authorization"] = f"Basic {self._basic_value}"
                 resp = self.session.get(realm, params=params, headers=headers,
-                                        verify=self._tls_verify, timeout=_TOKEN_TIMEOUT)
+                                        verify=self._verify, timeout=_TOKEN_TIMEOUT)
         except requests.RequestException as exc:
             raise RegistryError(f"token request for {self.host} failed: {type(exc).__name__}") from None
         with resp:

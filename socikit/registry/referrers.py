@@ -3,26 +3,44 @@ fallback (`sha256-<hex>` tag holding an OCI index), as oras-go maintains it for 
 
 Pure helpers (`referrers_tag`, `referrer_entry`, `build_referrers_index`, `parse_referrers_index`,
 `filter_by_artifact_type`) take and return values; `fetch_referrers` and `push_referrer` talk to
-a `RegistryClient`.
+a registry through the public methods `ReferrersClient` names, which `RegistryClient` has. This
+module never imports the client (the client imports it for its `referrers()` /
+`push_referrer()` conveniences), so the two form no cycle.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
-from urllib.parse import urljoin
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from typing import Protocol
 
-from socikit.errors import FormatError, RegistryError
+from socikit.errors import FormatError, RegistryError, RegistryStatusError
 from socikit.oci import gojson
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor
 from socikit.oci.digest import sha256_digest
+from socikit.registry.pages import Page
 
-if TYPE_CHECKING:
-    from socikit.registry.client import RegistryClient
+
+class ReferrersClient(Protocol):
+    """What the referrers functions need from a registry client (`RegistryClient` has it all)."""
+
+    @property
+    def host(self) -> str: ...
+
+    def get_pages(self, repo: str, endpoint: str, *, params: Mapping[str, str] | None = None,
+                  accept: str | None = None, ok: Iterable[int] = (200,),
+                  max_pages: int | None = None) -> Generator[Page, None, None]: ...
+
+    def get_manifest(self, repo: str, ref: str) -> tuple[bytes, Descriptor]: ...
+
+    def put_manifest(self, repo: str, ref: str, data: bytes, media_type: str) -> Mapping[str, str]: ...
+
+    def delete_manifest(self, repo: str, digest: str) -> None: ...
+
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +111,7 @@ def filter_by_artifact_type(descs: Sequence[Descriptor], artifact_type: str | No
     return [d for d in descs if d.artifact_type == artifact_type]
 
 
-def fetch_referrers(client: RegistryClient, repo: str, subject_digest: str,
+def fetch_referrers(client: ReferrersClient, repo: str, subject_digest: str,
                     artifact_type: str | None = None) -> list[Descriptor]:
     """Referrers of `subject_digest` in `repo`, in registry order.
 
@@ -102,37 +120,29 @@ def fetch_referrers(client: RegistryClient, repo: str, subject_digest: str,
     means no Referrers API: the `sha256-<hex>` tag is read instead (missing or not an index: no
     referrers)."""
     params = {"artifactType": artifact_type} if artifact_type else None
-    resp = client.request("GET", repo, f"referrers/{subject_digest}", params=params,
-                          headers={"Accept": mt.MEDIA_TYPE_OCI_INDEX}, ok=(200, 404))
+    where = f"referrers of {client.host}/{repo}@{subject_digest}"
     found: list[Descriptor] = []
-    pages = 0
-    while True:
-        with resp:
-            content_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
-            if resp.status_code == 404 or content_type != mt.MEDIA_TYPE_OCI_INDEX:
-                if pages:
-                    raise RegistryError(f"referrers of {client.host}/{repo}@{subject_digest}: "
-                                        f"page {pages + 1} is not an index")
-                return _from_fallback_tag(client, repo, subject_digest, artifact_type)
+    pages = client.get_pages(repo, f"referrers/{subject_digest}", params=params,
+                             accept=mt.MEDIA_TYPE_OCI_INDEX, ok=(200, 404), max_pages=_MAX_PAGES)
+    with contextlib.closing(pages):
+        for number, page in enumerate(pages):
+            if page.status == 404 or page.media_type != mt.MEDIA_TYPE_OCI_INDEX:
+                if number:
+                    raise RegistryError(f"{where}: page {number + 1} is not an index")
+                break
             try:
-                page = parse_referrers_index(resp.content)
+                descs = parse_referrers_index(page.body)
             except FormatError as exc:
-                raise RegistryError(f"referrers of {client.host}/{repo}@{subject_digest}: {exc}") from None
-            filtered = "artifacttype" in resp.headers.get("OCI-Filters-Applied", "").lower()
-            found.extend(page if filtered else filter_by_artifact_type(page, artifact_type))
-            next_url = resp.links.get("next", {}).get("url")
-        pages += 1
-        if not next_url or pages >= _MAX_PAGES:
+                raise RegistryError(f"{where}: {exc}") from None
+            filtered = "artifacttype" in page.headers.get("OCI-Filters-Applied", "").lower()
+            found.extend(descs if filtered else filter_by_artifact_type(descs, artifact_type))
+        else:
             return found
-        resp = client._request("GET", urljoin(resp.url, next_url),
-                               what=f"referrers {client.host}/{repo}@{subject_digest}",
-                               headers={"Accept": mt.MEDIA_TYPE_OCI_INDEX})
+    return _from_fallback_tag(client, repo, subject_digest, artifact_type)
 
 
-def _read_fallback_index(client: RegistryClient, repo: str,
+def _read_fallback_index(client: ReferrersClient, repo: str,
                          tag: str) -> tuple[list[Descriptor], Descriptor | None]:
-    from socikit.registry.client import RegistryStatusError
-
     try:
         data, desc = client.get_manifest(repo, tag)
     except RegistryStatusError as exc:
@@ -146,13 +156,13 @@ def _read_fallback_index(client: RegistryClient, repo: str,
         return [], desc
 
 
-def _from_fallback_tag(client: RegistryClient, repo: str, subject_digest: str,
+def _from_fallback_tag(client: ReferrersClient, repo: str, subject_digest: str,
                        artifact_type: str | None) -> list[Descriptor]:
     descs, _ = _read_fallback_index(client, repo, referrers_tag(subject_digest))
     return filter_by_artifact_type(descs, artifact_type)
 
 
-def push_referrer(client: RegistryClient, repo: str, manifest: bytes, desc: Descriptor,
+def push_referrer(client: ReferrersClient, repo: str, manifest: bytes, desc: Descriptor,
                   subject_digest: str) -> Descriptor:
     """PUT `manifest` (exact bytes, by digest) and, without an `OCI-Subject` answer, list it in
     the fallback tag index: read it (missing → empty), append the entry if absent, PUT the new
@@ -162,8 +172,6 @@ def push_referrer(client: RegistryClient, repo: str, manifest: bytes, desc: Desc
     Re-running after an interruption converges: the manifest PUT is idempotent and the entry
     is only appended when missing. Two concurrent pushers may lose an entry (docker-registry
     has no conditional PUT), as with oras-go."""
-    from socikit.registry.client import RegistryStatusError
-
     entry = referrer_entry(desc, manifest)
     headers = client.put_manifest(repo, desc.digest, manifest, desc.media_type)
     if headers.get("OCI-Subject"):
@@ -185,6 +193,7 @@ def push_referrer(client: RegistryClient, repo: str, manifest: bytes, desc: Desc
 
 
 __all__ = [
+    "ReferrersClient",
     "build_referrers_index",
     "fetch_referrers",
     "filter_by_artifact_type",

@@ -13,10 +13,10 @@ from collections.abc import Callable
 from typing import BinaryIO
 
 from socikit.content.base import ImageSource
-from socikit.errors import AuthError, DigestMismatchError, ImageError, RegistryError
+from socikit.errors import AuthError, ImageError, RegistryError
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor
-from socikit.oci.digest import sha256_digest
+from socikit.oci.digest import verify_blob
 from socikit.registry.auth import Credentials, load_docker_credentials
 from socikit.registry.client import RegistryClient
 from socikit.registry.options import RegistryOptions
@@ -70,9 +70,9 @@ class RegistrySource:
 
     def read_blob(self, desc: Descriptor) -> bytes:
         if desc.media_type in _MANIFEST_TYPES or desc.media_type.endswith("manifest.v1+json"):
-            data, got = self.client.get_manifest(self.repo, desc.digest)
-            if got.size != desc.size:
-                raise DigestMismatchError(f"manifest {desc.digest}: {got.size} bytes, expected {desc.size}")
+            data, _ = self.client.get_manifest(self.repo, desc.digest)
+            verify_blob(data, digest=desc.digest, size=desc.size,
+                        where=f"manifest {self.client.host}/{self.repo}@{desc.digest}")
             return data
         if desc.size > MAX_READ_BLOB:
             raise ImageError(f"blob {desc.digest} is {desc.size} bytes; stream it with open_blob")
@@ -126,12 +126,12 @@ class RegistrySink:
                 pass  # e.g. our credentials cannot read source.repo: copy through the source
         if self.has_blob(desc):
             return
-        with source.open_blob(desc) as stream:
-            self.client.push_blob(self.repo, desc, stream)
+        # An opener, not an open stream: should the registry lose the upload session, the
+        # client reads the blob again from the source.
+        self.client.push_blob(self.repo, desc, functools.partial(source.open_blob, desc))
 
     def write_manifest(self, desc: Descriptor, data: bytes) -> None:
-        if sha256_digest(data) != desc.digest or len(data) != desc.size:
-            raise DigestMismatchError(f"manifest bytes do not match {desc.digest}")
+        verify_blob(data, digest=desc.digest, size=desc.size, where=f"manifest {desc.digest}")
         self.client.put_manifest(self.repo, desc.digest, data, desc.media_type)
         self._manifests[desc.digest] = (data, desc.media_type)
 

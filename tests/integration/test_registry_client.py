@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import pickle
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,7 +19,13 @@ import pytest
 import requests
 
 from socikit.content.base import ImageSink, ImageSource
-from socikit.errors import AuthError, DigestMismatchError, RegistryError
+from socikit.errors import (
+    AuthError,
+    BlobNotFoundError,
+    DigestMismatchError,
+    RegistryError,
+    RegistryStatusError,
+)
 from socikit.oci import gojson
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor, descriptor_for
@@ -28,7 +35,6 @@ from socikit.registry import (
     RegistryOptions,
     RegistrySink,
     RegistrySource,
-    RegistryStatusError,
     RetryPolicy,
     open_registry_sink,
     open_registry_source,
@@ -162,7 +168,8 @@ def test_streamed_upload_that_does_not_match_is_refused(registry: RegistryServer
     desc = descriptor_for(data, mt.MEDIA_TYPE_OCI_LAYER)
     with pytest.raises(DigestMismatchError) as info:
         client.push_blob("chunked/bad", desc, io.BytesIO(data[:-1] + b"x"), chunk_size=4096)
-    assert "does not match" in str(info.value)
+    assert "content has digest sha256:" in str(info.value)
+    assert str(info.value).endswith(f"expected {desc.digest}")
     assert not client.has_blob("chunked/bad", desc)
 
 
@@ -216,6 +223,7 @@ def test_mount_from_a_repository_without_the_blob(registry: RegistryServer) -> N
     desc = descriptor_for(data, mt.MEDIA_TYPE_OCI_LAYER)
     with pytest.raises(RegistryStatusError) as info:
         client.mount_blob("fallback/dst2", desc, "fallback/nowhere")
+    assert isinstance(info.value, BlobNotFoundError)
     assert info.value.status == 404 and "fallback/nowhere" in str(info.value)
     assert not client.has_blob("fallback/dst2", desc)
 
@@ -247,6 +255,56 @@ def test_range_read_accepts_a_whole_body_answer(registry: RegistryServer,
     via.session.hooks["response"].append(lambda r, *a, **k: statuses.append(r.status_code))
     assert via.get_blob_range("range/whole", desc.digest, 1000, 2000) == data[1000:2000]
     assert statuses == [200]
+
+
+def test_missing_blobs_and_manifests_are_blob_not_found(registry: RegistryServer) -> None:
+    """404 / BLOB_UNKNOWN / MANIFEST_UNKNOWN on a blob or manifest is BlobNotFoundError (a
+    RegistryStatusError, so `except RegistryStatusError` callers still see it); other statuses
+    and other endpoints are not."""
+    client = client_for(registry)
+    push_image(client, "missing/app")
+    ghost = descriptor_for(b"never pushed", mt.MEDIA_TYPE_OCI_LAYER)
+    cases = {
+        "blob GET": lambda: client.get_blob("missing/app", ghost),
+        "range GET": lambda: client.get_blob_range("missing/app", ghost.digest, 0, 4),
+        "manifest by tag": lambda: client.get_manifest("missing/app", "no-such-tag"),
+        "manifest by digest": lambda: client.get_manifest("missing/app", ghost.digest),
+        "resolve (HEAD, no body)": lambda: client.resolve("missing/app", "no-such-tag"),
+        "unknown repository": lambda: client.get_manifest("missing/nowhere", "v1"),
+    }
+    codes = {}
+    for name, call in cases.items():
+        with pytest.raises(BlobNotFoundError) as info:
+            call()
+        assert info.value.status == 404, name
+        assert registry.host in str(info.value) and "\n" not in str(info.value), name
+        codes[name] = info.value.code
+    assert codes["blob GET"] == "BLOB_UNKNOWN" and codes["manifest by tag"] == "MANIFEST_UNKNOWN"
+    assert codes["resolve (HEAD, no body)"] == ""
+    # A listing of a repository that does not exist is not a missing blob.
+    with pytest.raises(RegistryStatusError) as listing:
+        client.list_tags("missing/nowhere")
+    assert listing.value.status == 404 and not isinstance(listing.value, BlobNotFoundError)
+
+
+def test_registry_errors_cross_a_pickle(registry: RegistryServer) -> None:
+    """Blob reads run in worker processes; their errors come back pickled."""
+    client = client_for(registry)
+    with pytest.raises(BlobNotFoundError) as info:
+        client.get_blob("missing/pickle", descriptor_for(b"x", mt.MEDIA_TYPE_OCI_LAYER))
+    back = pickle.loads(pickle.dumps(info.value))
+    assert type(back) is BlobNotFoundError
+    assert (str(back), back.status, back.code) == (str(info.value), 404, info.value.code)
+
+
+def test_old_import_paths_still_name_the_errors() -> None:
+    import socikit.registry
+    import socikit.registry.client
+
+    assert socikit.registry.client.RegistryStatusError is RegistryStatusError
+    assert socikit.registry.RegistryStatusError is RegistryStatusError
+    assert socikit.registry.client.BlobNotFoundError is BlobNotFoundError
+    assert issubclass(BlobNotFoundError, RegistryStatusError) and issubclass(RegistryStatusError, RegistryError)
 
 
 # ---------------------------------------------------------------------------------------------
