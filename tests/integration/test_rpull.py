@@ -5,13 +5,18 @@ and a recording Snapshots server that containerd loads as a proxy plugin."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import platform
+import pty
 import re
+import select
 import subprocess
 import sys
+import termios
+import time
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +57,35 @@ def rpull(ctrd: Containerd, *args: str, home: Path, stdin: str | None = None) ->
            "DOCKER_CONFIG": str(home / ".docker")}
     return subprocess.run([sys.executable, "-m", "socikit", "image", "rpull", "--address", ctrd.address, *args],
                           capture_output=True, text=True, env=env, input=stdin, timeout=300)
+
+
+def rpull_at_terminal(ctrd: Containerd, *args: str, home: Path, typed: str) -> subprocess.CompletedProcess[str]:
+    """The CLI run with a pseudo-terminal as its controlling terminal and stdin, where `typed` is
+    typed (a password prompt reads it from there; output stays on pipes)."""
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO_ROOT), "HOME": str(home),
+           "DOCKER_CONFIG": str(home / ".docker")}
+    master, slave = pty.openpty()
+
+    def take_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    argv = [sys.executable, "-m", "socikit", "image", "rpull", "--address", ctrd.address, *args]
+    try:
+        proc = subprocess.Popen(argv, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env, preexec_fn=take_terminal)
+        os.close(slave)
+        # getpass flushes pending input when it turns echo off: type only once the prompt shows.
+        seen = b""
+        deadline = time.monotonic() + 120
+        while b"Password" not in seen and proc.poll() is None and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                seen += os.read(master, 1024)
+        os.write(master, (typed + "\n").encode())
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        os.close(master)
+    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
 
 
 def listing(ctrd: Containerd, image: str, name: str, *, namespace: str = "default", snapshotter: str = "overlayfs"
@@ -336,8 +370,11 @@ def test_user_credentials_work_and_are_never_printed(htpasswd_registry, containe
     inline = rpull(ctrd, "--plain-http", "--snapshotter", "overlayfs", "--user", f"{TEST_USER}:{TEST_PASSWORD}", ref,
                    home=tmp_path)
     assert inline.returncode == 0, inline.stderr
-    prompted = rpull(ctrd, "--plain-http", "--snapshotter", "overlayfs", "-n", "prompted", "--user", TEST_USER, ref,
-                     home=tmp_path, stdin=TEST_PASSWORD + "\n")
+    prompted = rpull_at_terminal(ctrd, "--plain-http", "--snapshotter", "overlayfs", "-n", "prompted", "--user",
+                                 TEST_USER, ref, home=tmp_path, typed=TEST_PASSWORD)
+    no_terminal = one_error_line(rpull(ctrd, "--plain-http", "--snapshotter", "overlayfs", "--user", TEST_USER, ref,
+                                       home=tmp_path, stdin=TEST_PASSWORD + "\n"))
+    assert "no terminal" in no_terminal and TEST_PASSWORD not in no_terminal
     assert prompted.returncode == 0, prompted.stderr
     for result in (inline, prompted):
         assert TEST_PASSWORD not in result.stdout + result.stderr
