@@ -125,7 +125,8 @@ def convert_command(
     """Index an image's layers and write it with SOCI indexes (v2 by default, v1 with --v1)."""
     if v1 and v2:
         raise typer.BadParameter("--v1 and --v2 exclude each other")
-    from socikit.pipeline.cache import ZtocCache, default_root
+    from socikit.pipeline.cache import ZtocCache
+    from socikit.settings import default_root
     from socikit.pipeline.run import run_convert
 
     options = _options(
@@ -161,7 +162,8 @@ def create_command(
     user: User = None,
 ) -> None:
     """Build SOCI v1 indexes into the local store (push them with `socikit push --v1`)."""
-    from socikit.pipeline.cache import ZtocCache, default_root
+    from socikit.pipeline.cache import ZtocCache
+    from socikit.settings import default_root
     from socikit.pipeline.run import run_create
 
     options = _options("v1", platform, all_platforms, span_size, min_layer_size, build_tool_id, jobs, progress)
