@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -101,7 +102,14 @@ def convert_command(
             "docker-archive:FILE[:REF], docker-daemon:REF or HOST/REPO[:TAG|@DIGEST]."
         ),
     ],
-    destination: Annotated[str, typer.Argument(help="Where to write the result (same reference forms, tagged).")],
+    destination: Annotated[
+        str,
+        typer.Argument(
+            help="Where to write the result: oci:DIR[:TAG], oci-archive:FILE[:TAG] or HOST/REPO[:TAG] "
+            "(docker-archive: and docker-daemon: are sources only). Naming the source's own tag "
+            "converts in place: the tag moves to the result, the source image is kept."
+        ),
+    ],
     v1: Annotated[bool, typer.Option("--v1", help="Write SOCI v1 indexes that refer to the unchanged image.")] = False,
     v2: Annotated[
         bool, typer.Option("--v2", help="Bundle SOCI v2 indexes with the image in a new OCI index (the default).")
@@ -125,8 +133,9 @@ def convert_command(
     """Index an image's layers and write it with SOCI indexes (v2 by default, v1 with --v1)."""
     if v1 and v2:
         raise typer.BadParameter("--v1 and --v2 exclude each other")
-    from socikit.pipeline.cache import ZtocCache, default_root
+    from socikit.pipeline.cache import ZtocCache
     from socikit.pipeline.run import run_convert
+    from socikit.settings import default_root
 
     options = _options(
         "v1" if v1 else "v2", platform, all_platforms, span_size, min_layer_size, build_tool_id, jobs, progress
@@ -138,6 +147,8 @@ def convert_command(
             result = run_convert(
                 source, destination, options, registry=reg, cache=cache, validate=not no_validate, on_event=renderer
             )
+        if result.tag_move is not None:
+            sys.stderr.write(f"note: the tag {result.tag_move}\n")
         _summary(result, json_output)
 
 
@@ -161,8 +172,9 @@ def create_command(
     user: User = None,
 ) -> None:
     """Build SOCI v1 indexes into the local store (push them with `socikit push --v1`)."""
-    from socikit.pipeline.cache import ZtocCache, default_root
+    from socikit.pipeline.cache import ZtocCache
     from socikit.pipeline.run import run_create
+    from socikit.settings import default_root
 
     options = _options("v1", platform, all_platforms, span_size, min_layer_size, build_tool_id, jobs, progress)
     with errors_to_exit():

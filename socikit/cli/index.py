@@ -36,8 +36,8 @@ def list_command(
     """List SOCI indexes in the local store (or, with --remote, in a registry)."""
     from rich.table import Table
 
-    from socikit.pipeline.cache import default_root
     from socikit.pipeline.store import LocalStore, index_summary
+    from socikit.settings import default_root
 
     with errors_to_exit():
         if remote:
@@ -62,8 +62,8 @@ def info_command(
 ) -> None:
     """Print a stored SOCI index (indented JSON)."""
     from socikit.oci import gojson
-    from socikit.pipeline.cache import default_root
     from socikit.pipeline.store import LocalStore
+    from socikit.settings import default_root
 
     with errors_to_exit():
         store = LocalStore(root or default_root())
@@ -80,8 +80,8 @@ def remove_command(
     """Remove SOCI indexes (and ztocs no other index uses) from the local store."""
     if bool(digests) == bool(ref):
         raise typer.BadParameter("give either index digests or --ref, not both")
-    from socikit.pipeline.cache import default_root
     from socikit.pipeline.store import LocalStore
+    from socikit.settings import default_root
 
     with errors_to_exit():
         store = LocalStore(root or default_root())

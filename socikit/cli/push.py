@@ -47,9 +47,9 @@ def push_command(
     """Push SOCI v1 indexes from the local store (built by `socikit create`) to a registry."""
     if not v1:
         raise typer.BadParameter("only --v1 indexes are pushed; SOCI v2 indexes travel with `socikit convert`")
-    from socikit.pipeline.cache import default_root
     from socikit.pipeline.push import EXISTING_INDEX_POLICIES, push_v1
     from socikit.pipeline.store import LocalStore
+    from socikit.settings import default_root
 
     if existing_index not in EXISTING_INDEX_POLICIES:
         raise typer.BadParameter(f"--existing-index takes one of {', '.join(EXISTING_INDEX_POLICIES)}")

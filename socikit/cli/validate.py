@@ -48,7 +48,7 @@ def validate_command(
     check passes, 1 otherwise."""
     if deep and sample:
         raise typer.BadParameter("--deep and --sample exclude each other")
-    from socikit.content.open import open_source
+    from socikit.transports import open_source
     from socikit.validate.image import validate_image
 
     with errors_to_exit():

@@ -104,8 +104,8 @@ def _load_ztoc(path: Path, root: Path | None = None) -> tuple[bytes, object]:
 
     text = str(path)
     if not path.exists() and is_digest(text):
-        from socikit.pipeline.cache import default_root
         from socikit.pipeline.store import LocalStore
+        from socikit.settings import default_root
 
         data = LocalStore(root or default_root()).read_blob(text)
         return data, loads(data)
@@ -130,8 +130,8 @@ def list_command(
     """List the ztocs of the SOCI indexes in the local store."""
     from rich.table import Table
 
-    from socikit.pipeline.cache import default_root
     from socikit.pipeline.store import LocalStore
+    from socikit.settings import default_root
 
     with errors_to_exit():
         rows = [{"digest": d.digest, "size": d.size, "layer_digest": layer}

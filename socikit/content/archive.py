@@ -27,6 +27,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from socikit.atomic import atomic_writer
-from socikit.content.base import ImageSource
+from socikit.content.base import Closing, ImageSource
 from socikit.content.layout import (
     LayoutSink,
     index_entries,
@@ -67,7 +68,10 @@ class _BoundedReader(io.RawIOBase):
     """`size` bytes of a file starting at `offset`, through a handle of its own."""
 
     def __init__(self, path: str, offset: int, size: int) -> None:
-        self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        try:
+            self._file = open(path, "rb")  # noqa: SIM115 - closed by close()
+        except OSError as exc:
+            raise ImageError(f"cannot read {path}: {exc.strerror or exc}") from None
         self._file.seek(offset)
         self._left = size
 
@@ -228,7 +232,7 @@ def _verified(data: bytes, desc: Descriptor, where: Path) -> bytes:
 
 # --- oci-archive ----------------------------------------------------------------------------------
 
-class OciArchiveSource:
+class OciArchiveSource(Closing):
     """`oci-archive:FILE[:TAG|@DIGEST]` as an ImageSource (the same image selection as a layout)."""
 
     def __init__(self, path: str | os.PathLike[str], *, tag: str = "", digest: str = "") -> None:
@@ -279,39 +283,61 @@ _DIR_MODE = 0o755
 _FILE_MODE = 0o644
 
 
-class OciArchiveSink:
+class OciArchiveSink(Closing):
     """`oci-archive:FILE[:TAG]` as a destination.
 
-    New content goes into an OCI layout in a temp directory next to FILE; `tag()` then writes a
-    new tar (oci-layout, index.json, the blobs) beside FILE and renames it over FILE. When FILE
-    already is an OCI archive its index.json entries (other tags) are kept and its blobs are
-    streamed from it into the new tar, never extracted. Nothing is written to FILE before `tag()`;
-    `close()` removes the temp directory."""
+    New content goes into an OCI layout in a temp directory next to FILE, made at the first
+    write; `tag()` then writes a new tar (oci-layout, index.json, the blobs) beside FILE and
+    renames it over FILE. When FILE already is an OCI archive its index.json entries (other tags)
+    are kept and its blobs are streamed from it into the new tar, never extracted. Nothing is
+    written to FILE before `tag()`; `close()` removes the temp directory, and before `tag()` also
+    the parent directories this sink had to create."""
 
     def __init__(self, path: str | os.PathLike[str], *, tag: str = "latest") -> None:
         self.path = Path(path)
+        self.tag_name = tag
         self._old: _Archive | None = None
-        if self.path.exists():
+        self._tmp: Path | None = None
+        self._layout: LayoutSink | None = None
+        self._created_dirs: list[Path] = []
+        self._written = False
+        self._lock = threading.Lock()  # blobs are copied on several threads
+        try:
+            exists = self.path.exists()
+        except OSError as exc:
+            raise ImageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        if exists:
             self._old = _Archive(self.path, "oci-archive")
             if not self._old.has("index.json"):
                 self._old.close()
                 raise ImageError(f"{self.path} exists and is not an OCI archive: refusing to overwrite it")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".layout", dir=self.path.parent))
-        except OSError as exc:
-            self._close_old()
-            raise ImageError(f"cannot write next to {self.path}: {exc.strerror or exc}") from None
-        try:
-            if self._old is not None:
-                (self._tmp / "index.json").write_bytes(self._old.read("index.json"))
-            self._layout = LayoutSink(self._tmp, tag=tag)
-        except BaseException:
-            self.close()
-            raise
 
     def __repr__(self) -> str:
         return f"OciArchiveSink({str(self.path)!r})"
+
+    def _staging(self) -> LayoutSink:
+        """The temp layout beside FILE (created on first use, with FILE's missing parents)."""
+        with self._lock:
+            if self._layout is not None:
+                return self._layout
+            try:
+                missing = []
+                parent = self.path.parent
+                while not parent.exists():
+                    missing.append(parent)
+                    parent = parent.parent
+                for directory in reversed(missing):
+                    with contextlib.suppress(FileExistsError):
+                        directory.mkdir()
+                        self._created_dirs.append(directory)
+                self._tmp = Path(tempfile.mkdtemp(prefix=f".{self.path.name}.", suffix=".layout",
+                                                  dir=self.path.parent))
+                if self._old is not None:
+                    (self._tmp / "index.json").write_bytes(self._old.read("index.json"))
+            except OSError as exc:
+                raise ImageError(f"cannot write next to {self.path}: {exc.strerror or exc}") from None
+            self._layout = LayoutSink(self._tmp, tag=self.tag_name)
+            return self._layout
 
     def _in_old(self, desc: Descriptor) -> bool:
         if self._old is None or not is_digest(desc.digest):
@@ -320,30 +346,32 @@ class OciArchiveSink:
         return self._old.has(name) and self._old.size(name) == desc.size
 
     def has_blob(self, desc: Descriptor) -> bool:
-        return self._layout.has_blob(desc) or self._in_old(desc)
+        return (self._layout is not None and self._layout.has_blob(desc)) or self._in_old(desc)
 
     def write_blob(self, desc: Descriptor, data: bytes) -> None:
         # Small blobs always land in the new layout so `tag` and `add_entry` find them there.
-        self._layout.write_blob(desc, data)
+        self._staging().write_blob(desc, data)
 
     def copy_blob(self, desc: Descriptor, source: ImageSource, *, verified: bool = False) -> None:
         if not self._in_old(desc):
-            self._layout.copy_blob(desc, source, verified=verified)
+            self._staging().copy_blob(desc, source, verified=verified)
 
     def write_manifest(self, desc: Descriptor, data: bytes) -> None:
-        self._layout.write_manifest(desc, data)
+        self._staging().write_manifest(desc, data)
 
     def write_referrer(self, desc: Descriptor, data: bytes, subject: Descriptor) -> None:
-        self._layout.write_referrer(desc, data, subject)
+        self._staging().write_referrer(desc, data, subject)
 
     def add_entry(self, desc: Descriptor) -> None:
-        self._layout.add_entry(desc)
+        self._staging().add_entry(desc)
 
     def tag(self, desc: Descriptor) -> None:
-        self._layout.tag(desc)
+        self._staging().tag(desc)
         self._write_archive()
+        self._written = True
 
     def _write_archive(self) -> None:
+        assert self._tmp is not None
         new_blobs = {p.name: p for p in (self._tmp / "blobs" / "sha256").iterdir() if p.is_file()
                      and not p.name.startswith(".")}
         old_blobs = {}
@@ -354,7 +382,7 @@ class OciArchiveSink:
                     old_blobs[match[1]] = name
         mtime = int(time.time())
         try:
-            with atomic_writer(self.path) as out, \
+            with atomic_writer(self.path, make_parents=False) as out, \
                     tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
                 for name in ("blobs", "blobs/sha256"):
                     info = tarfile.TarInfo(name)
@@ -374,15 +402,21 @@ class OciArchiveSink:
         except OSError as exc:
             raise ImageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
-    def _close_old(self) -> None:
+    def close(self) -> None:
         if self._old is not None:
             self._old.close()
             self._old = None
-
-    def close(self) -> None:
-        self._close_old()
-        if getattr(self, "_tmp", None) is not None:
+        if self._layout is not None:
+            self._layout.close()
+            self._layout = None
+        if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+        if not self._written:
+            for directory in reversed(self._created_dirs):
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+        self._created_dirs = []
 
 
 def _file_info(name: str, size: int, mtime: int) -> tarfile.TarInfo:
@@ -416,7 +450,7 @@ def _normalized_tag(text: str) -> tuple[str, str, str] | None:
     return ref.host, ref.repository, ref.tag
 
 
-class DockerArchiveSource:
+class DockerArchiveSource(Closing):
     """`docker-archive:FILE[:NAME:TAG]`: `docker save` output, legacy (`<id>/layer.tar`,
     `<hex>.json`) or OCI-style (`blobs/sha256/<hex>`, Docker 25+), presented as a Docker schema2
     manifest synthesized from manifest.json: the config as stored, then each layer file with

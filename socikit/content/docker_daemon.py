@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from socikit.content.archive import DockerArchiveSource
+from socikit.content.base import Closing
 from socikit.content.reference import ImageReference
 from socikit.errors import ImageError
 from socikit.oci.descriptor import Descriptor
@@ -52,7 +53,7 @@ def _daemon_error(reference: str, where: str, exc: Exception) -> ImageError:
     return ImageError(f"cannot export {reference} from the Docker daemon ({where}): {detail}")
 
 
-class DockerDaemonSource:
+class DockerDaemonSource(Closing):
     """An ImageSource over `docker save REF` of the daemon at `host` (default: $DOCKER_HOST, else
     the docker CLI's default). The export is spooled to a temporary file in `tmp_dir` (default: the
     system temp directory) and presented as a Docker schema2 manifest, like `docker-archive:`."""

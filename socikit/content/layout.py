@@ -1,26 +1,38 @@
 """OCI image layout directories (image-spec `image-layout.md`) as image source and sink.
 
-Reading never modifies the layout. Writing adds to it: a blob goes to a temp file in its final
-directory, is verified against its digest and size, then renamed into place; `index.json` is
-replaced atomically (temp file + rename) and keeps every entry and top-level field it had except
-the entry being retagged. Read-modify-write cycles of `index.json` hold an exclusive `flock` on
-the layout directory, so two socikit writers never drop each other's entries.
+Reading never modifies the layout. Writing is a transaction that `tag` commits:
+
+* Nothing is created before the first write; the directory, `oci-layout` and `blobs/sha256/` are
+  then made under an exclusive `flock` on the parent directory, so writers racing to create one
+  new layout all find a whole one.
+* A blob goes to a temp file in its final directory, is verified against its digest and size,
+  then renamed into place. `index.json` changes (the tag, SOCI v1 entries) are held back and
+  applied by `tag` in one read-modify-write under an exclusive `flock` on the layout directory,
+  replacing `index.json` atomically and keeping every entry and top-level field it had except
+  the entry being retagged, so two socikit writers never drop each other's entries.
+* A sink closed, or left on an exception, before `tag` removes every file and directory it
+  created (unless another writer is using the layout at that moment: writers hold a shared
+  `flock` on `blobs/` while they write), so a failed or interrupted run leaves the destination
+  exactly as it was.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import functools
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from types import TracebackType
+from typing import Any, BinaryIO, Self
 
 from socikit.atomic import atomic_writer, write_atomic
-from socikit.content.base import ImageSource
+from socikit.content.base import Closing, ImageSource
 from socikit.errors import DigestMismatchError, FormatError, ImageError
 from socikit.oci import gojson
 from socikit.oci import mediatypes as mt
@@ -29,6 +41,10 @@ from socikit.oci.digest import digest_hex, is_digest, sha256_digest
 
 OCI_LAYOUT_FILE = b'{"imageLayoutVersion":"1.0.0"}'
 _COPY_CHUNK = 1 << 20
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
 
 
 # --- index.json: shared by layouts and oci-archives --------------------------------------------
@@ -118,19 +134,32 @@ def _blob_path(root: Path, digest: str) -> Path:
         raise ImageError(f"unsupported digest {digest!r}: only sha256 blobs are stored in layouts") from None
 
 
-class LayoutSource:
+def _media_type_of(data: bytes) -> str:
+    try:
+        value = json.loads(data).get("mediaType")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        return ""
+    return value if isinstance(value, str) else ""
+
+
+class LayoutSource(Closing):
     """`oci:DIR[:TAG|@DIGEST]` as an ImageSource. Never writes to DIR."""
 
     def __init__(self, root: str | os.PathLike[str], *, tag: str = "", digest: str = "") -> None:
         self.root = Path(root)
         self.tag = tag
         self.digest = digest
-        if not self.root.is_dir():
-            raise ImageError(f"{self.root} is not an OCI image layout (no such directory)")
-        if not (self.root / "oci-layout").exists() and not (self.root / "index.json").exists():
-            raise ImageError(f"{self.root} is not an OCI image layout (no oci-layout or index.json)")
+        try:
+            if not self.root.is_dir():
+                raise ImageError(f"{self.root} is not an OCI image layout (no such directory)")
+            if not (self.root / "oci-layout").exists() and not (self.root / "index.json").exists():
+                raise ImageError(f"{self.root} is not an OCI image layout (no oci-layout or index.json)")
+        except OSError as exc:
+            raise ImageError(f"cannot read the OCI layout {self.root}: {_why(exc)}") from None
         # A picklable `desc -> stream` callable that works in another process.
-        self.blob_opener = functools.partial(_open_layout_blob, str(self.root))
+        self.blob_opener: Callable[[Descriptor], BinaryIO] | None = functools.partial(
+            _open_layout_blob, str(self.root)
+        )
 
     def __repr__(self) -> str:
         return f"LayoutSource({str(self.root)!r}, tag={self.tag!r}, digest={self.digest!r})"
@@ -140,6 +169,8 @@ class LayoutSource:
             data = (self.root / "index.json").read_bytes()
         except FileNotFoundError:
             raise ImageError(f"{self.root} is not an OCI image layout (no index.json)") from None
+        except OSError as exc:
+            raise ImageError(f"cannot read {self.root / 'index.json'}: {_why(exc)}") from None
         return parse_index_json(data, str(self.root))
 
     def entries(self) -> list[Descriptor]:
@@ -153,7 +184,10 @@ class LayoutSource:
     def resolve(self) -> Descriptor:
         def read(digest: str) -> bytes | None:
             path = _blob_path(self.root, digest)
-            return path.read_bytes() if path.is_file() else None
+            try:
+                return path.read_bytes() if path.is_file() else None
+            except OSError as exc:
+                raise ImageError(f"cannot read blob {digest} in {self.root}: {_why(exc)}") from None
 
         return resolve_entry(self.entries(), tag=self.tag, digest=self.digest, where=f"the layout {self.root}",
                              hint=f"oci:{self.root}", read_blob=read)
@@ -162,8 +196,7 @@ class LayoutSource:
         return _blob_path(self.root, digest)
 
     def has_blob(self, desc: Descriptor) -> bool:
-        path = _blob_path(self.root, desc.digest)
-        return path.is_file() and path.stat().st_size == desc.size
+        return _has_blob(self.root, desc)
 
     def read_blob(self, desc: Descriptor) -> bytes:
         path = _blob_path(self.root, desc.digest)
@@ -171,6 +204,8 @@ class LayoutSource:
             data = path.read_bytes()
         except (FileNotFoundError, IsADirectoryError):
             raise ImageError(f"blob {desc.digest} is missing from the layout {self.root}") from None
+        except OSError as exc:
+            raise ImageError(f"cannot read blob {desc.digest} in {self.root}: {_why(exc)}") from None
         if len(data) != desc.size:
             raise DigestMismatchError(
                 f"blob {desc.digest} in {self.root} is {len(data)} bytes, its descriptor says {desc.size}"
@@ -179,45 +214,211 @@ class LayoutSource:
             raise DigestMismatchError(f"blob {desc.digest} in {self.root} has another digest ({sha256_digest(data)})")
         return data
 
+    def read_manifest(self, digest: str) -> tuple[bytes, Descriptor]:
+        """A manifest or index known only by digest: its size from the file, its media type from
+        its own `mediaType` (an OCI manifest when it names none)."""
+        path = _blob_path(self.root, digest)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise ImageError(f"{digest} is not in the layout {self.root}") from None
+        except OSError as exc:
+            raise ImageError(f"cannot read blob {digest} in {self.root}: {_why(exc)}") from None
+        data = self.read_blob(Descriptor(mt.MEDIA_TYPE_OCI_MANIFEST, digest, size))
+        return data, Descriptor(_media_type_of(data) or mt.MEDIA_TYPE_OCI_MANIFEST, digest, size)
+
     def open_blob(self, desc: Descriptor) -> BinaryIO:
         try:
             return open(_blob_path(self.root, desc.digest), "rb")
         except (FileNotFoundError, IsADirectoryError):
             raise ImageError(f"blob {desc.digest} is missing from the layout {self.root}") from None
+        except OSError as exc:
+            raise ImageError(f"cannot read blob {desc.digest} in {self.root}: {_why(exc)}") from None
 
-    def close(self) -> None:
-        pass
+
+def _has_blob(root: Path, desc: Descriptor) -> bool:
+    path = _blob_path(root, desc.digest)
+    try:
+        return path.is_file() and path.stat().st_size == desc.size
+    except OSError:
+        return False
+
+
+# --- locks -----------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _flocked(directory: Path, operation: int = fcntl.LOCK_EX) -> Iterator[int]:
+    """Hold `flock(operation)` on a directory for the block (closing the descriptor releases it)."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, operation)
+        yield fd
+    finally:
+        os.close(fd)
 
 
 # --- sink ----------------------------------------------------------------------------------------
 
 class LayoutSink:
-    """`oci:DIR[:TAG]` as an ImageSink. DIR is created if missing; an existing directory must be
-    empty or already an OCI layout (socikit never scatters blobs into an unrelated directory)."""
+    """`oci:DIR[:TAG]` as an ImageSink. DIR is created at the first write if missing; an existing
+    directory must be empty or already an OCI layout (socikit never scatters blobs into an
+    unrelated directory). See the module docstring for the transaction: `tag` commits, closing
+    before it (or leaving a `with` block on an exception) undoes every write."""
 
     def __init__(self, root: str | os.PathLike[str], *, tag: str = "") -> None:
         self.root = Path(root)
         self.tag_name = tag
-        if self.root.exists() and not self.root.is_dir():
-            raise ImageError(f"{self.root} exists and is not a directory: cannot write an OCI layout there")
-        is_layout = (self.root / "oci-layout").exists() or (self.root / "index.json").exists()
-        if self.root.is_dir() and not is_layout and any(self.root.iterdir()):
-            raise ImageError(f"{self.root} is a non-empty directory that is not an OCI image layout")
+        self._created: list[Path] = []  # files and directories made since the last commit, in order
+        self._pending: list[Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None]] = []
+        self._presence: int | None = None  # shared flock on blobs/ while this sink writes
+        self._ready = False
+        self._lock = threading.Lock()  # blobs are copied on several threads
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            (self.root / "blobs" / "sha256").mkdir(parents=True, exist_ok=True)
-            if not (self.root / "oci-layout").exists():
-                write_atomic(self.root / "oci-layout", OCI_LAYOUT_FILE)
-        except OSError as exc:
-            raise ImageError(f"cannot create the OCI layout {self.root}: {exc.strerror or exc}") from None
-        with self._locked():
-            if not (self.root / "index.json").exists():
-                self._write_index({}, [])
+            if self.root.parent.is_dir():
+                with _flocked(self.root.parent):
+                    self._check()
             else:
-                self._read_index()  # fail now, not after the layers were copied, if it is corrupt
+                self._check()
+        except OSError as exc:
+            raise ImageError(f"cannot use {self.root} as an OCI layout: {_why(exc)}") from None
 
     def __repr__(self) -> str:
         return f"LayoutSink({str(self.root)!r}, tag={self.tag_name!r})"
+
+    def _check(self) -> None:
+        """Fail early (before any layer is read) on a destination that cannot take a layout."""
+        if not self.root.exists():
+            return
+        if not self.root.is_dir():
+            raise ImageError(f"{self.root} exists and is not a directory: cannot write an OCI layout there")
+        is_layout = (self.root / "oci-layout").exists() or (self.root / "index.json").exists()
+        if not is_layout and any(self.root.iterdir()):
+            raise ImageError(f"{self.root} is a non-empty directory that is not an OCI image layout")
+        if (self.root / "index.json").exists():
+            self._read_index()  # fail now, not after the layers were copied, if it is corrupt
+
+    # creation and undo
+
+    def _mkdir(self, path: Path) -> None:
+        try:
+            path.mkdir()
+        except FileExistsError:
+            return
+        self._created.append(path)
+
+    def _ensure_ready(self) -> None:
+        """Create the layout (directory, oci-layout, blobs/sha256) if needed, under the parent's
+        lock, and join it as a writer. Runs once, before the first write."""
+        if self._ready:
+            return
+        with self._lock:
+            if self._ready:
+                return
+            try:
+                missing = []
+                parent = self.root.parent
+                while not parent.exists():
+                    missing.append(parent)
+                    parent = parent.parent
+                for directory in reversed(missing):
+                    self._mkdir(directory)
+                with _flocked(self.root.parent):
+                    self._check()
+                    self._mkdir(self.root)
+                    self._mkdir(self.root / "blobs")
+                    self._mkdir(self.root / "blobs" / "sha256")
+                    if not (self.root / "oci-layout").exists():
+                        write_atomic(self.root / "oci-layout", OCI_LAYOUT_FILE)
+                        self._created.append(self.root / "oci-layout")
+                    # Lock the blobs/ that exists now (one joined earlier may have been undone since).
+                    presence = os.open(self.root / "blobs", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                    fcntl.flock(presence, fcntl.LOCK_SH)
+                    if self._presence is not None:
+                        os.close(self._presence)
+                    self._presence = presence
+            except OSError as exc:
+                raise ImageError(f"cannot create the OCI layout {self.root}: {_why(exc)}") from None
+            self._ready = True
+
+    def _join(self) -> None:
+        """Take the shared writer lock on an existing layout before relying on what is in it (a
+        blob found here must not be undone by a writer that fails meanwhile). Waits while a
+        failed writer undoes its writes."""
+        with self._lock:
+            if self._presence is not None:
+                return
+            try:
+                fd = os.open(self.root / "blobs", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            except OSError:
+                return  # no layout yet: nothing to rely on
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            self._presence = fd
+
+    def _record(self, path: Path, existed: bool) -> None:
+        if not existed:
+            with self._lock:
+                self._created.append(path)
+
+    def _release(self) -> None:
+        if self._presence is not None:
+            os.close(self._presence)
+            self._presence = None
+        self._ready = False
+
+    def abort(self) -> None:
+        """Undo every write since the last commit: pending index.json changes are dropped and the
+        files and directories this sink created are removed, newest first (directories only when
+        empty). When another writer is using the layout, its files are left alone: they may be
+        what that writer's blobs are."""
+        self._pending.clear()
+        created, self._created = self._created, []
+        if not created:
+            self._release()
+            return
+        try:
+            with contextlib.ExitStack() as stack:
+                if self.root.parent.is_dir():
+                    stack.enter_context(_flocked(self.root.parent))
+                alone = True
+                if self._presence is not None:
+                    try:
+                        fcntl.flock(self._presence, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        alone = False
+                if alone:
+                    for path in reversed(created):
+                        with contextlib.suppress(OSError):
+                            _remove(path)
+        except OSError:
+            pass  # best effort: undoing must not hide the error that caused it
+        finally:
+            self._release()
+
+    def close(self) -> None:
+        """Release the layout; what was written but not committed by `tag` is undone."""
+        self.abort()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        """A normal exit commits pending index.json entries (SOCI v1 indexes written without a
+        tag); an exception undoes everything since the last commit."""
+        if exc_type is None:
+            try:
+                if self._pending:
+                    self._commit()
+            except BaseException:
+                self.abort()
+                raise
+            self._release()
+        else:
+            self.abort()
+
+    def __del__(self) -> None:
+        if getattr(self, "_presence", None) is not None:
+            self._release()
 
     # blobs
 
@@ -225,16 +426,23 @@ class LayoutSink:
         return _blob_path(self.root, digest)
 
     def has_blob(self, desc: Descriptor) -> bool:
-        path = _blob_path(self.root, desc.digest)
-        return path.is_file() and path.stat().st_size == desc.size
+        self._join()
+        return _has_blob(self.root, desc)
 
     def write_blob(self, desc: Descriptor, data: bytes) -> None:
         if len(data) != desc.size or sha256_digest(data) != desc.digest:
             raise DigestMismatchError(
                 f"refusing to store {desc.digest}: the {len(data)} bytes given have digest {sha256_digest(data)}"
             )
+        self._ensure_ready()
         if not self.has_blob(desc):
-            write_atomic(_blob_path(self.root, desc.digest), data)
+            path = _blob_path(self.root, desc.digest)
+            existed = path.exists()
+            try:
+                write_atomic(path, data, make_parents=False)
+            except OSError as exc:
+                raise ImageError(f"cannot write blob {desc.digest} to {self.root}: {_why(exc)}") from None
+            self._record(path, existed)
 
     def copy_blob(self, desc: Descriptor, source: ImageSource, *, verified: bool = False) -> None:
         """Stream a blob from `source` into the layout; it appears only once its digest and size
@@ -242,22 +450,30 @@ class LayoutSink:
         `verified` skips re-hashing the source blob before linking it)."""
         if self.has_blob(desc):
             return
-        if isinstance(source, LayoutSource) and self._link_from(source, desc, verified=verified):
-            return
+        self._ensure_ready()
         target = _blob_path(self.root, desc.digest)
-        with contextlib.closing(source.open_blob(desc)) as stream, atomic_writer(target) as out:
-            digest = hashlib.sha256()
-            size = 0
-            while chunk := stream.read(_COPY_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-                out.write(chunk)
-            got = "sha256:" + digest.hexdigest()
-            if got != desc.digest or size != desc.size:
-                raise DigestMismatchError(
-                    f"blob {desc.digest} read from {source!r} is {size} bytes with digest {got}; "
-                    f"expected {desc.size} bytes"
-                )
+        existed = target.exists()
+        if isinstance(source, LayoutSource) and self._link_from(source, desc, verified=verified):
+            self._record(target, existed)
+            return
+        try:
+            with contextlib.closing(source.open_blob(desc)) as stream, \
+                    atomic_writer(target, make_parents=False) as out:
+                digest = hashlib.sha256()
+                size = 0
+                while chunk := stream.read(_COPY_CHUNK):
+                    digest.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+                got = "sha256:" + digest.hexdigest()
+                if got != desc.digest or size != desc.size:
+                    raise DigestMismatchError(
+                        f"blob {desc.digest} read from {source!r} is {size} bytes with digest {got}; "
+                        f"expected {desc.size} bytes"
+                    )
+        except OSError as exc:
+            raise ImageError(f"cannot copy blob {desc.digest} to {self.root}: {_why(exc)}") from None
+        self._record(target, existed)
 
     def _link_from(self, source: LayoutSource, desc: Descriptor, *, verified: bool) -> bool:
         """Hard-link a blob from another layout on the same filesystem: blobs are immutable and
@@ -276,12 +492,17 @@ class LayoutSink:
                 if "sha256:" + digest.hexdigest() != desc.digest:
                     raise DigestMismatchError(f"blob {desc.digest} in {source.root} has another digest")
             target = _blob_path(self.root, desc.digest)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.link")
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}.link")
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-            os.link(src, tmp)
-            os.replace(tmp, target)
+            try:
+                os.link(src, tmp)
+                os.replace(tmp, target)
+            finally:
+                # Also after success: renaming a link onto another link of the same file (a
+                # concurrent writer linked it first) is a no-op that leaves `tmp` in place.
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
             return True
         except OSError:
             return False
@@ -294,12 +515,8 @@ class LayoutSink:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with _flocked(self.root):
             yield
-        finally:
-            os.close(fd)  # closing releases the lock
 
     def _read_index(self) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """(top-level fields other than `manifests`, raw entries) of index.json."""
@@ -307,6 +524,8 @@ class LayoutSink:
             data = (self.root / "index.json").read_bytes()
         except FileNotFoundError:
             return {}, []
+        except OSError as exc:
+            raise ImageError(f"cannot read {self.root / 'index.json'}: {_why(exc)}") from None
         index = parse_index_json(data, str(self.root))
         index_entries(index, str(self.root))  # validates every entry
         entries = list(index.get("manifests") or [])
@@ -324,15 +543,32 @@ class LayoutSink:
         for key, value in top.items():
             if key not in index:
                 index[key] = value
-        write_atomic(self.root / "index.json", gojson.dumps(index))
+        write_atomic(self.root / "index.json", gojson.dumps(index), make_parents=False)
+
+    def _commit(self) -> None:
+        """Apply the pending index.json changes in one locked read-modify-write; what was written
+        so far then belongs to the layout (nothing to undo)."""
+        self._ensure_ready()
+        try:
+            with self._locked():
+                top, entries = self._read_index()
+                changed = not (self.root / "index.json").exists()
+                for change in self._pending:
+                    new = change(entries)
+                    if new is not None:
+                        entries, changed = new, True
+                if changed:
+                    self._write_index(top, entries)
+        except OSError as exc:
+            raise ImageError(f"cannot update {self.root / 'index.json'}: {_why(exc)}") from None
+        self._pending.clear()
+        with self._lock:
+            self._created.clear()
 
     def _update_index(self, change: Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None]) -> None:
-        """Apply `change` to the entries under the lock; None from `change` means no write."""
-        with self._locked():
-            top, entries = self._read_index()
-            new = change(entries)
-            if new is not None:
-                self._write_index(top, new)
+        """Apply `change` (after any held-back change) now; None from `change` means no change."""
+        self._pending.append(change)
+        self._commit()
 
     def entries(self) -> list[Descriptor]:
         """Every index.json entry, in file order."""
@@ -341,8 +577,9 @@ class LayoutSink:
 
     def tag(self, desc: Descriptor) -> None:
         """Point the sink's tag (or the ref.name `desc` carries, when the sink has none) at
-        `desc`: the entry holding that tag is replaced, every other entry is kept. Without any tag,
-        `desc` is added as an untagged entry unless one with its digest is listed already."""
+        `desc`, and commit: the entry holding that tag is replaced, every other entry is kept.
+        Without any tag, `desc` is added as an untagged entry unless one with its digest is listed
+        already."""
         if not self.has_blob(desc):
             raise ImageError(f"cannot tag {desc.digest}: its blob was not written to {self.root}")
         tag = self.tag_name or ref_name(desc)
@@ -360,18 +597,23 @@ class LayoutSink:
 
         self._update_index(change)
 
+    def tagged(self) -> Descriptor | None:
+        """What the sink's tag points at now (None: the tag, or index.json, does not exist yet)."""
+        if not self.tag_name:
+            return None
+        _, raw = self._read_index()
+        for entry in raw:
+            if _raw_ref_name(entry) == self.tag_name:
+                return Descriptor.from_json(entry)
+        return None
+
     def add_entry(self, desc: Descriptor) -> None:
         """List `desc` in index.json without a tag, e.g. a SOCI v1 index with its artifactType
-        (how the reference's layout store finds them). Nothing happens if its digest is listed."""
+        (how the reference's layout store finds them), and commit. Nothing is added if its
+        digest is listed."""
         if not self.has_blob(desc):
             raise ImageError(f"cannot list {desc.digest} in index.json: its blob was not written to {self.root}")
-
-        def change(entries: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
-            if any(e.get("digest") == desc.digest for e in entries):
-                return None
-            return [*entries, desc.to_json()]
-
-        self._update_index(change)
+        self._update_index(_adding(desc))
 
     def remove_entries(self, digests: set[str]) -> None:
         """Drop every index.json entry whose digest is in `digests` (blobs stay; see remove_blob)."""
@@ -391,15 +633,34 @@ class LayoutSink:
         return found
 
     def write_referrer(self, desc: Descriptor, data: bytes, subject: Descriptor) -> None:
-        """A manifest that refers to `subject` (a SOCI v1 index): stored, and listed untagged in
-        index.json with its artifactType."""
+        """A manifest that refers to `subject` (a SOCI v1 index): stored now, listed untagged in
+        index.json with its artifactType by the next commit (`tag`, or leaving the `with` block)."""
         del subject  # a layout has no referrers API: the manifest's own `subject` field links them
         self.write_blob(desc, data)
-        self.add_entry(Descriptor(media_type=desc.media_type, digest=desc.digest, size=desc.size,
-                                  annotations=dict(desc.annotations), artifact_type=desc.artifact_type))
+        self._pending.append(_adding(Descriptor(media_type=desc.media_type, digest=desc.digest, size=desc.size,
+                                                annotations=dict(desc.annotations),
+                                                artifact_type=desc.artifact_type)))
 
-    def close(self) -> None:
-        pass
+
+def _adding(desc: Descriptor) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]] | None]:
+    def change(entries: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        if any(e.get("digest") == desc.digest for e in entries):
+            return None
+        return [*entries, desc.to_json()]
+
+    return change
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, or a directory if it is empty; gone already is fine."""
+    try:
+        if path.is_dir() and not path.is_symlink():
+            path.rmdir()
+        else:
+            path.unlink()
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENOTEMPTY, errno.EEXIST):
+            raise
 
 
 def _raw_ref_name(entry: dict[str, Any]) -> str:

@@ -43,6 +43,8 @@ _TRAILING_DIGEST_RE = re.compile(r"^(?P<path>.+)@(?P<digest>[A-Za-z0-9_+.-]+:[0-
 _WORD_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 _SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _MAX_NAME = 255
+# A reference that starts like a file system path was meant as one (no image name starts so).
+_PATH_PREFIXES = ("/", "./", "../", "~")
 
 FORMS = (
     "oci:DIR[:TAG], oci:DIR@DIGEST, oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG], "
@@ -190,6 +192,11 @@ def parse_reference(text: str) -> ImageReference:
         raise ImageReferenceError(f"empty image reference: expected {FORMS}")
     if text.startswith("docker://"):
         return parse_docker_reference(text[len("docker://"):])
+    if text.startswith(_PATH_PREFIXES) or text in (".", ".."):
+        raise ImageReferenceError(
+            f"{text!r} is a path, not an image reference: an OCI image layout directory is written "
+            f"oci:{text}, an OCI archive oci-archive:{text}"
+        )
     if _SCHEME_RE.match(text):
         scheme = text.split(":", 1)[0]
         raise ImageReferenceError(f"unsupported transport {scheme + '://'!r} in {text!r}: use {FORMS}")

@@ -16,15 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from socikit.content.base import ImageSink, ImageSource
+from socikit.content.base import ImageSink, ImageSource, WritesReferrers
 from socikit.errors import ImageError
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor, Platform, descriptor_for
 from socikit.oci.manifest import ImageConfig, ImageIndex, ImageManifest
 from socikit.oci.platform import dedupe_platforms, format_platform, host_platform, matches, parse_platform
 from socikit.pipeline.cache import ZtocCache
-from socikit.pipeline.events import Event, Message
-from socikit.pipeline.layers import LayerOutcome, index_layers
+from socikit.pipeline.events import Event, LayerOutcome, Message
+from socikit.pipeline.layers import index_layers
 from socikit.soci.convert import convert_to_v2
 from socikit.soci.index import build_soci_index, ztoc_descriptor
 
@@ -54,11 +54,25 @@ class PlatformResult:
 
 
 @dataclass(frozen=True, slots=True)
+class TagMove:
+    """An in-place conversion (the destination names the tag the source image was found by)
+    moved that tag; the source image itself is unchanged."""
+
+    reference: str  # the tag, as a reference (e.g. oci:./image:latest)
+    old: str  # digest the tag pointed at: the source image
+    new: str  # digest it points at now: the converted image
+
+    def __str__(self) -> str:
+        return f"{self.reference} moved from {self.old} to {self.new} (the source image is unchanged)"
+
+
+@dataclass(frozen=True, slots=True)
 class ConversionResult:
     index_version: str
     result: Descriptor  # what the destination tag points at
     platforms: tuple[PlatformResult, ...]
     seconds: float
+    tag_move: TagMove | None = None  # set by `run_convert` for an in-place conversion
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -320,10 +334,9 @@ def _copy_image_blobs(source: ImageSource, sink: ImageSink, image: _Image, verif
 def _write_referrer(sink: ImageSink, desc: Descriptor, data: bytes, subject: Descriptor) -> None:
     """A v1 SOCI index: in a registry through the Referrers API or its fallback tag, in an OCI
     layout as an index.json entry carrying its artifactType."""
-    writer = getattr(sink, "write_referrer", None)
-    if writer is None:
+    if not isinstance(sink, WritesReferrers):
         raise ImageError(f"{type(sink).__name__} cannot store SOCI v1 indexes")
-    writer(desc, data, subject)
+    sink.write_referrer(desc, data, subject)
 
 
 def _nothing_indexed(platforms: list[PlatformResult], options: ConvertOptions) -> str:

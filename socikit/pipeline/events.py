@@ -1,14 +1,24 @@
-"""Progress events the pipeline emits; the CLI renders them (the library never prints)."""
+"""Progress events the pipeline emits, and the outcome of one layer they carry; the CLI renders
+them (the library never prints)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from socikit.oci.descriptor import Descriptor
 
-if TYPE_CHECKING:
-    from socikit.pipeline.layers import LayerOutcome
+
+@dataclass(frozen=True, slots=True)
+class LayerOutcome:
+    """What happened to one layer: a ztoc (bytes) or the reason it was skipped."""
+
+    layer: Descriptor
+    ztoc: bytes | None
+    skipped: str | None
+    spans: int = 0
+    files: int = 0
+    seconds: float = 0.0
+    cached: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +39,5 @@ class Message:
 
 
 Event = LayerStarted | LayerFinished | Message
+
+__all__ = ["Event", "LayerFinished", "LayerOutcome", "LayerStarted", "Message"]

@@ -7,30 +7,16 @@ import multiprocessing
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
-from socikit.content.base import ImageSource
-from socikit.errors import ImageError, SocikitError
+from socikit.content.base import ImageSource, OpensBlobsInWorkers
+from socikit.errors import ImageError, SocikitError, UnsupportedLayerError
 from socikit.oci.descriptor import Descriptor
 from socikit.oci.mediatypes import compression_of_layer
 from socikit.pipeline.cache import ZtocCache
-from socikit.pipeline.events import Event, LayerFinished, LayerStarted
+from socikit.pipeline.events import Event, LayerFinished, LayerOutcome, LayerStarted
 from socikit.ztoc.builder import build_ztoc
 from socikit.ztoc.serialize import dumps, loads
-
-
-@dataclass(frozen=True, slots=True)
-class LayerOutcome:
-    """What happened to one layer: a ztoc (bytes) or the reason it was skipped."""
-
-    layer: Descriptor
-    ztoc: bytes | None
-    skipped: str | None
-    spans: int = 0
-    files: int = 0
-    seconds: float = 0.0
-    cached: bool = False
 
 
 def skip_reason(layer: Descriptor, *, min_layer_size: int) -> str | None:
@@ -71,17 +57,18 @@ def index_layer(
                 layer=layer, ztoc=cached, skipped=None, spans=ztoc.compression_info.num_spans,
                 files=len(ztoc.toc), seconds=time.monotonic() - started, cached=True,
             )
-    data, spans, files, seconds = _build_layer(source.open_blob, layer, span_size, build_tool_identifier)
-    if cache is not None:
-        cache.put(layer.digest, span_size, build_tool_identifier, data)
-    return LayerOutcome(layer=layer, ztoc=data, skipped=None, spans=spans, files=files, seconds=seconds)
+    outcome = _build_layer(source.open_blob, layer, span_size, build_tool_identifier)
+    if cache is not None and outcome.ztoc is not None:
+        cache.put(layer.digest, span_size, build_tool_identifier, outcome.ztoc)
+    return outcome
 
 
 def _build_layer(
     opener: Callable[[Descriptor], Any], layer: Descriptor, span_size: int, build_tool_identifier: str
-) -> tuple[bytes, int, int, float]:
-    """Stream one layer through the builder: (ztoc bytes, spans, files, seconds). Runs in this
-    process or, picklable `opener` given, in a worker process."""
+) -> LayerOutcome:
+    """Stream one layer through the builder. Runs in this process or, picklable `opener` given,
+    in a worker process. A layer holding what the ztoc format cannot describe (a global PAX
+    header, a sparse file) is skipped with that reason: the other layers are still indexed."""
     started = time.monotonic()
     algorithm = compression_of_layer(layer.media_type)
     try:
@@ -93,11 +80,16 @@ def _build_layer(
             )
         finally:
             stream.close()
+    except UnsupportedLayerError as exc:
+        return LayerOutcome(layer=layer, ztoc=None, skipped=str(exc), seconds=time.monotonic() - started)
     except SocikitError as exc:
         raise type(exc)(f"layer {layer.digest}: {exc}") from None
     except OSError as exc:
         raise ImageError(f"layer {layer.digest}: {exc.strerror or exc}") from None
-    return dumps(result.ztoc), result.ztoc.compression_info.num_spans, len(result.ztoc.toc), time.monotonic() - started
+    return LayerOutcome(
+        layer=layer, ztoc=dumps(result.ztoc), skipped=None, spans=result.ztoc.compression_info.num_spans,
+        files=len(result.ztoc.toc), seconds=time.monotonic() - started,
+    )
 
 
 def index_layers(
@@ -131,7 +123,7 @@ def index_layers(
         emit(LayerFinished(outcome=outcome))
         return outcome
 
-    opener = getattr(source, "blob_opener", None)
+    opener = source.blob_opener if isinstance(source, OpensBlobsInWorkers) else None
     to_build = [
         layer for layer in unique.values()
         if skip_reason(layer, min_layer_size=min_layer_size) is None
@@ -197,15 +189,16 @@ def _index_in_processes(
             if while_waiting is not None:
                 while_waiting()  # the workers are forked by now: imports here cannot reach them
             for layer in order:
-                data, spans, files, seconds = futures[layer.digest].result()
-                if cache is not None:
-                    cache.put(layer.digest, span_size, build_tool_identifier, data)
-                outcomes[layer.digest] = LayerOutcome(
-                    layer=layer, ztoc=data, skipped=None, spans=spans, files=files, seconds=seconds
-                )
-                emit(LayerFinished(outcome=outcomes[layer.digest]))
+                outcome = futures[layer.digest].result()
+                if cache is not None and outcome.ztoc is not None:
+                    cache.put(layer.digest, span_size, build_tool_identifier, outcome.ztoc)
+                outcomes[layer.digest] = outcome
+                emit(LayerFinished(outcome=outcome))
         except BaseException:
             for future in futures.values():
                 future.cancel()
             raise
     return {digest: outcomes[digest] for digest in unique}
+
+
+__all__ = ["LayerOutcome", "index_layer", "index_layers", "skip_reason"]

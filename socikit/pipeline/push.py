@@ -13,7 +13,9 @@ from socikit.oci.descriptor import Descriptor
 from socikit.oci.platform import host_platform, matches, parse_platform
 from socikit.pipeline.events import Event, Message
 from socikit.pipeline.store import LocalStore, StoredIndex
+from socikit.registry.referrers import fetch_referrers, push_referrer
 from socikit.registry.store import RegistryOptions, open_registry_client
+from socikit.soci import discover
 
 EXISTING_INDEX_POLICIES = ("warn", "skip", "allow")
 
@@ -69,7 +71,7 @@ def push_v1(
     client = open_registry_client(ref.host, registry)
     outcomes = []
     for entry in select_indexes(stored, platforms=platforms, all_platforms=all_platforms):
-        existing = client.referrers(ref.repository, entry.manifest_digest, mt.ARTIFACT_TYPE_SOCI_INDEX_V1)
+        existing = discover.v1_indexes(fetch_referrers(client, ref.repository, entry.manifest_digest, discover.V1))
         if existing and existing_index != "allow":
             digests = ", ".join(d.digest for d in existing)
             if existing_index == "skip":
@@ -89,7 +91,7 @@ def push_v1(
             client.push_blob(ref.repository, blob, store.read_blob(blob.digest))
         desc = Descriptor(media_type=mt.MEDIA_TYPE_OCI_MANIFEST, digest=entry.descriptor.digest, size=len(data),
                           artifact_type=mt.ARTIFACT_TYPE_SOCI_INDEX_V1)
-        client.push_referrer(ref.repository, data, desc, entry.manifest_digest)
+        push_referrer(client, ref.repository, data, desc, entry.manifest_digest)
         emit(Message(f"{entry.platform}: pushed SOCI index {desc.digest} for {entry.manifest_digest}"))
         outcomes.append(PushOutcome(entry, pushed=True))
     return outcomes

@@ -11,7 +11,7 @@ import datetime as _dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from socikit.content.base import ImageSource
+from socikit.content.base import Closing, ImageSource
 from socikit.content.layout import LayoutSink, LayoutSource, remove_blob
 from socikit.errors import ImageError
 from socikit.oci import mediatypes as mt
@@ -35,7 +35,7 @@ class StoredIndex:
         return "v1" if self.descriptor.artifact_type == mt.ARTIFACT_TYPE_SOCI_INDEX_V1 else "v2"
 
 
-class LocalStore:
+class LocalStore(Closing):
     """The store as an ImageSink for `create`, and the read side of `index`/`ztoc` commands."""
 
     def __init__(self, root: Path, *, image_ref: str = "") -> None:

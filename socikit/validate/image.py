@@ -13,11 +13,19 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from socikit.content.base import ImageSource
+from socikit.content.base import (
+    HasBlobPaths,
+    ImageSource,
+    ListsManifests,
+    OpensBlobsInWorkers,
+    ReadsManifestsByDigest,
+    ReadsReferrers,
+)
 from socikit.errors import FormatError, SocikitError
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor, Platform
 from socikit.oci.manifest import ImageConfig, ImageManifest
+from socikit.soci import discover
 from socikit.validate import checks as c
 from socikit.validate import report as r
 from socikit.validate import schemas as s
@@ -75,8 +83,14 @@ class _Validator:
         reproduce: bool = True,
     ) -> None:
         self.source = source
-        self.client = client if client is not None else getattr(source, "client", None)
-        self.repo = repo if repo is not None else getattr(source, "repo", None)
+        # Who answers "manifest by digest" and "referrers of": the client given, else the source.
+        self.lookup: ReadsManifestsByDigest | None = None
+        self.referrers: ReadsReferrers | None = None
+        if client is not None and repo:
+            self.lookup = self.referrers = _ClientLookup(client, repo)
+        else:
+            self.lookup = source if isinstance(source, ReadsManifestsByDigest) else None
+            self.referrers = source if isinstance(source, ReadsReferrers) else None
         self.deep = deep
         self.sample = sample
         self.reproduce = reproduce
@@ -115,17 +129,16 @@ class _Validator:
     def read_by_digest(self, digest: str) -> _Json | str:
         """A manifest known only by digest (a lone manifest's index-digest): sizes come from the
         store itself, since no descriptor states one."""
-        blob_path = getattr(self.source, "blob_path", None)
-        if blob_path is not None:
+        if isinstance(self.source, HasBlobPaths):
             try:
-                path = blob_path(digest)
+                path = self.source.blob_path(digest)
                 size = path.stat().st_size
             except (OSError, SocikitError):
                 return f"{digest} is not in the image's store"
             return self.read_json(Descriptor(mt.MEDIA_TYPE_OCI_MANIFEST, digest, size))
-        if self.client is not None and self.repo:
+        if self.lookup is not None:
             try:
-                data, desc = self.client.get_manifest(self.repo, digest)
+                data, desc = self.lookup.read_manifest(digest)
             except SocikitError as exc:
                 return str(exc)
             obj, why = c.decode_json(data)
@@ -171,21 +184,15 @@ class _Validator:
         linked = set()
         images = []
         for entry in entries:
-            if entry.artifact_type in (mt.ARTIFACT_TYPE_SOCI_INDEX_V1, mt.ARTIFACT_TYPE_SOCI_INDEX_V2):
-                continue
-            if entry.media_type not in mt.MANIFEST_MEDIA_TYPES:
-                continue  # nested indexes and foreign entries are not followed
+            if not discover.is_image_entry(entry):
+                continue  # SOCI indexes, nested indexes and foreign entries are not followed
             image = self.load_manifest(entry, entry.platform)
             images.append(image)
-            if image.manifest is not None and mt.ANNOTATION_INDEX_DIGEST in image.manifest.annotations:
-                linked.add(image.manifest.annotations[mt.ANNOTATION_INDEX_DIGEST])
+            target = discover.index_digest_annotation(image.manifest.annotations) if image.manifest else None
+            if target is not None:
+                linked.add(target)
         self.images = images
-        self.soci_entries = [
-            e
-            for e in entries
-            if e.artifact_type in (mt.ARTIFACT_TYPE_SOCI_INDEX_V1, mt.ARTIFACT_TYPE_SOCI_INDEX_V2)
-            or (e.digest in linked and e not in [i.entry for i in images])
-        ]
+        self.soci_entries = discover.soci_index_entries(entries, linked)
         converted = any(e.artifact_type == mt.ARTIFACT_TYPE_SOCI_INDEX_V2 for e in entries) or bool(linked)
         if converted:
             # soci convert wrote this index and re-serialized every manifest it names.
@@ -271,7 +278,7 @@ class _Validator:
         for image in self.images:
             if image.manifest is None:
                 continue
-            target = image.manifest.annotations.get(mt.ANNOTATION_INDEX_DIGEST)
+            target = discover.index_digest_annotation(image.manifest.annotations)
             if target is None:
                 continue
             subject = _subject("manifest", image.entry)
@@ -303,7 +310,7 @@ class _Validator:
                 )
             else:
                 problems = []
-                back = entry.annotations.get(mt.ANNOTATION_IMAGE_MANIFEST_DIGEST)
+                back = discover.indexed_manifest_digest(entry)
                 if back != image.entry.digest:
                     problems.append(f"the SOCI entry's image-manifest-digest is {back!r}")
                 if not c.platforms_match(entry.platform, image.platform):
@@ -339,7 +346,7 @@ class _Validator:
         for entry in self.soci_entries:
             if entry.artifact_type == mt.ARTIFACT_TYPE_SOCI_INDEX_V1:
                 continue
-            back = entry.annotations.get(mt.ANNOTATION_IMAGE_MANIFEST_DIGEST, "")
+            back = discover.indexed_manifest_digest(entry) or ""
             linked = images_by_digest.get(back)
             subject = _subject("SOCI index", entry)
             if linked is None or linked.manifest is None:
@@ -351,7 +358,7 @@ class _Validator:
                         subject,
                     )
                 )
-            elif linked.manifest.annotations.get(mt.ANNOTATION_INDEX_DIGEST) != entry.digest:
+            elif discover.index_digest_annotation(linked.manifest.annotations) != entry.digest:
                 self.add(
                     CheckResult(
                         r.V2_LINKS,
@@ -371,29 +378,19 @@ class _Validator:
     # -- SOCI v1 --------------------------------------------------------------------------------
 
     def check_v1(self) -> None:
-        entries = getattr(self.source, "entries", None)
         seen: set[str] = set()
-        if callable(entries) and hasattr(self.source, "blob_path"):
-            self._v1_from_layout(entries(), seen)
-        elif self.client is not None and self.repo:
-            self._v1_from_referrers(seen)
+        if isinstance(self.source, ListsManifests) and isinstance(self.source, HasBlobPaths):
+            self._v1_from_layout(self.source.entries(), seen)
+        elif self.referrers is not None:
+            self._v1_from_referrers(self.referrers, seen)
 
     def _v1_from_layout(self, listed: list[Descriptor], seen: set[str]) -> None:
         image_digests = {i.entry.digest for i in self.images}
-        for entry in listed:
-            if (
-                entry.media_type != mt.MEDIA_TYPE_OCI_MANIFEST
-                or entry.digest in seen
-                or entry.digest in image_digests
-            ):
-                continue
-            if entry.artifact_type and entry.artifact_type != mt.ARTIFACT_TYPE_SOCI_INDEX_V1:
-                continue
+        for entry in discover.layout_v1_candidates(listed, image_digests):
             art = self.read_json(entry)
             if isinstance(art, str) or art.obj is None:
                 continue
-            config = art.obj.get("config")
-            if not (isinstance(config, dict) and config.get("mediaType") == mt.ARTIFACT_TYPE_SOCI_INDEX_V1):
+            if discover.config_index_version(art.obj) != "v1":
                 continue
             seen.add(entry.digest)
             subject = _subject("SOCI v1 index", entry)
@@ -415,11 +412,10 @@ class _Validator:
                 )
             self.v1.append(self.check_soci_index("v1", art, entry, self._v1_subject(art, subject)))
 
-    def _v1_from_referrers(self, seen: set[str]) -> None:
-        assert self.client is not None and self.repo
+    def _v1_from_referrers(self, store: ReadsReferrers, seen: set[str]) -> None:
         for image in self.images:
             try:
-                found = self.client.referrers(self.repo, image.entry.digest, mt.ARTIFACT_TYPE_SOCI_INDEX_V1)
+                found = discover.v1_indexes(store.referrers(image.entry.digest, discover.V1))
             except SocikitError as exc:
                 self.add(
                     CheckResult(
@@ -593,7 +589,7 @@ class _Validator:
         jobs = list(self.deep_jobs.items())
         reproduced: list[LayerScan | None] = [None] * len(jobs)
         if self.reproduce:
-            opener = getattr(self.source, "blob_opener", None)
+            opener = self.source.blob_opener if isinstance(self.source, OpensBlobsInWorkers) else None
             reproduced = reproduce_layers(
                 opener or self.source.open_blob,
                 [(layer, ztoc) for _, (ztoc, layer, _) in jobs],
@@ -682,7 +678,7 @@ class _Validator:
 
         if image.manifest is None:
             return out(False, f"its manifest cannot be read ({image.read_error or 'not a manifest'})")
-        target = image.manifest.annotations.get(mt.ANNOTATION_INDEX_DIGEST)
+        target = discover.index_digest_annotation(image.manifest.annotations)
         layers = image.manifest.layer_list
         if target is not None:
             index = v2.get(target)
@@ -755,6 +751,23 @@ class _Validator:
             sample=self.sample,
             stats=dict(self.stats),
         )
+
+
+class _ClientLookup:
+    """A registry client and repository given to `validate_image`, as the two abilities discovery
+    asks of a store (`content.base.ReadsManifestsByDigest`, `ReadsReferrers`)."""
+
+    def __init__(self, client: RegistryClient, repo: str) -> None:
+        self.client = client
+        self.repo = repo
+
+    def read_manifest(self, digest: str) -> tuple[bytes, Descriptor]:
+        return self.client.get_manifest(self.repo, digest)
+
+    def referrers(self, subject_digest: str, artifact_type: str) -> list[Descriptor]:
+        from socikit.registry.referrers import fetch_referrers
+
+        return fetch_referrers(self.client, self.repo, subject_digest, artifact_type)
 
 
 def _subject(kind: str, desc: Descriptor) -> str:

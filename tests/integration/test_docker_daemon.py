@@ -17,10 +17,10 @@ from typer.testing import CliRunner
 from socikit.cli import app
 from socikit.content.docker_daemon import DockerDaemonSource
 from socikit.content.layout import LayoutSource
-from socikit.content.open import open_source
 from socikit.errors import ImageError
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor
+from socikit.transports import open_source
 from tests.unit.test_archive import build_docker_save, make_layer
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker]

@@ -15,10 +15,10 @@ import pytest
 
 from socikit.content.archive import DockerArchiveSource, OciArchiveSink, OciArchiveSource
 from socikit.content.layout import LayoutSource
-from socikit.content.open import open_sink, open_source
 from socikit.errors import DigestMismatchError, ImageError
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor, descriptor_for
+from socikit.transports import open_sink, open_source
 from tests.vectors import all_vectors
 
 VECTORS = all_vectors()

@@ -15,11 +15,11 @@ import pytest
 
 from socikit.content.base import ImageSink, ImageSource
 from socikit.content.layout import LayoutSink, LayoutSource, remove_blob
-from socikit.content.open import open_sink, open_source
 from socikit.errors import DigestMismatchError, ImageError
 from socikit.oci import gojson
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor, descriptor_for
+from socikit.transports import open_sink, open_source
 from tests.vectors import all_vectors
 
 VECTORS = all_vectors()
@@ -158,7 +158,7 @@ def test_sink_writes_a_layout_with_go_style_index(tmp_path: Path) -> None:
     sink.write_manifest(manifest, data)
     assert sink.has_blob(manifest)
     assert json.loads((root / "oci-layout").read_bytes()) == {"imageLayoutVersion": "1.0.0"}
-    assert json.loads((root / "index.json").read_bytes())["manifests"] == []  # write_manifest does not list
+    assert not (root / "index.json").exists()  # write_manifest does not list: index.json comes with the tag
     sink.tag(manifest)
     entry = manifest.with_changes(annotations={REF: "v1"})
     expected = gojson.dumps({"schemaVersion": 2, "mediaType": mt.MEDIA_TYPE_OCI_INDEX, "manifests": [entry.to_json()]})
@@ -220,7 +220,7 @@ def test_failed_index_write_leaves_index_json_unchanged(tmp_path: Path, monkeypa
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(ImageError, match="No space left"):
         sink.tag(desc)
     monkeypatch.undo()
     assert (root / "index.json").read_bytes() == before

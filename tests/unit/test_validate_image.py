@@ -21,11 +21,16 @@ from tests.vectors import VECTORS_DIR
 
 class RegistryLike:
     """An ImageSource over a layout's blobs that, like a registry source, offers no index.json
-    listing: SOCI v1 indexes can only be found through the client's referrers()."""
+    listing: SOCI v1 indexes can only be found through its referrers() (the
+    `content.base.ReadsReferrers` ability), manifests by digest through read_manifest()."""
 
-    def __init__(self, layout: Path, root: Descriptor) -> None:
+    def __init__(self, layout: Path, root: Descriptor, found: dict[str, list[Descriptor]] | None = None,
+                 fail: bool = False) -> None:
         self._layout = LayoutSource(layout)
         self._root = root
+        self.found = found or {}
+        self.fail = fail
+        self.calls: list[tuple[str, str]] = []
 
     def resolve(self) -> Descriptor:
         return self._root
@@ -36,29 +41,18 @@ class RegistryLike:
     def open_blob(self, desc: Descriptor) -> BinaryIO:
         return self._layout.open_blob(desc)
 
-    def close(self) -> None:
-        pass
+    def read_manifest(self, digest: str) -> tuple[bytes, Descriptor]:
+        data = self._layout.blob_path(digest).read_bytes()
+        return data, Descriptor(mt.MEDIA_TYPE_OCI_MANIFEST, digest, len(data))
 
-
-class FakeClient:
-    def __init__(
-        self, found: dict[str, list[Descriptor]], fail: bool = False, layout: Path | None = None
-    ) -> None:
-        self.found = found
-        self.fail = fail
-        self.layout = layout
-        self.calls: list[tuple[str, str, str | None]] = []
-
-    def get_manifest(self, repo: str, ref: str) -> tuple[bytes, Descriptor]:
-        assert self.layout is not None
-        data = (self.layout / "blobs" / "sha256" / ref.split(":")[1]).read_bytes()
-        return data, Descriptor(mt.MEDIA_TYPE_OCI_MANIFEST, ref, len(data))
-
-    def referrers(self, repo: str, subject_digest: str, artifact_type: str | None = None) -> list[Descriptor]:
-        self.calls.append((repo, subject_digest, artifact_type))
+    def referrers(self, subject_digest: str, artifact_type: str) -> list[Descriptor]:
+        self.calls.append((subject_digest, artifact_type))
         if self.fail:
             raise RegistryError("referrers: 500 internal server error")
         return self.found.get(subject_digest, [])
+
+    def close(self) -> None:
+        pass
 
 
 @pytest.fixture
@@ -78,10 +72,10 @@ def _v1_entry(layout: Path) -> Descriptor:
 
 def test_v1_index_found_through_referrers(layout: Path) -> None:
     original = _original_manifest()
-    client = FakeClient({original.digest: [_v1_entry(layout)]})
-    report = validate_image(RegistryLike(layout, original), client=client, repo="app", deep=True)
+    source = RegistryLike(layout, original, {original.digest: [_v1_entry(layout)]})
+    report = validate_image(source, deep=True)
     assert report.passed, report.failures
-    assert client.calls == [("app", original.digest, mt.ARTIFACT_TYPE_SOCI_INDEX_V1)]
+    assert source.calls == [(original.digest, mt.ARTIFACT_TYPE_SOCI_INDEX_V1)]
     discoverable = report.by_name(r.V1_DISCOVERABLE)
     assert len(discoverable) == 1 and "referrer" in discoverable[0].reason
     assert report.by_name(r.V1_SUBJECT)[0].passed
@@ -89,9 +83,7 @@ def test_v1_index_found_through_referrers(layout: Path) -> None:
 
 
 def test_failing_referrers_query_fails_v1_discoverable(layout: Path) -> None:
-    report = validate_image(
-        RegistryLike(layout, _original_manifest()), client=FakeClient({}, fail=True), repo="app"
-    )
+    report = validate_image(RegistryLike(layout, _original_manifest(), fail=True))
     assert report.failed_names() == {r.V1_DISCOVERABLE}
     assert "500" in report.by_name(r.V1_DISCOVERABLE)[0].reason
 
@@ -104,8 +96,7 @@ def _converted_manifest(layout: Path) -> Descriptor:
 def test_referrer_about_another_manifest_fails_v1_subject(layout: Path) -> None:
     # The registry lists, for the converted manifest, a v1 index whose subject is the original.
     manifest = _converted_manifest(layout)
-    client = FakeClient({manifest.digest: [_v1_entry(layout)]}, layout=layout)
-    report = validate_image(RegistryLike(layout, manifest), client=client, repo="app")
+    report = validate_image(RegistryLike(layout, manifest, {manifest.digest: [_v1_entry(layout)]}))
     assert report.failed_names() == {r.V1_SUBJECT}
     assert "not the manifest it was listed for" in report.failures[0].reason
 

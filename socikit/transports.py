@@ -1,11 +1,13 @@
 """Open the ImageSource / ImageSink an image reference names (dispatch on its transport).
 
-Each transport's module is imported only when used: the registry stack (requests, oras) and
-python-on-whales cost start-up time and are optional for local work.
+This module sits above both `socikit.content` (local stores) and `socikit.registry`, so neither
+of those imports the other. Each transport's module is imported only when used: the registry
+stack (requests, oras) and python-on-whales cost start-up time and are optional for local work.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 from socikit.content.base import ImageSink, ImageSource
@@ -14,8 +16,10 @@ from socikit.errors import ImageError, ImageReferenceError
 
 if TYPE_CHECKING:
     from socikit.registry.options import RegistryOptions
+    from socikit.registry.store import RegistrySource
 
-_SINK_TRANSPORTS = "oci:DIR[:TAG], oci-archive:FILE[:TAG] or a registry (HOST/REPO:TAG)"
+SINK_TRANSPORTS = "oci:DIR[:TAG], oci-archive:FILE[:TAG] or a registry (HOST/REPO:TAG)"
+SOURCE_ONLY_TRANSPORTS = ("docker-archive", "docker-daemon")
 
 
 def _as_reference(ref: ImageReference | str) -> ImageReference:
@@ -23,8 +27,9 @@ def _as_reference(ref: ImageReference | str) -> ImageReference:
 
 
 def open_source(ref: ImageReference | str, *, registry_options: RegistryOptions | None = None) -> ImageSource:
-    """The ImageSource for `ref`; the caller closes it. Raises ImageError (or its subclass
-    ImageReferenceError) when the reference is malformed or its image cannot be opened."""
+    """The ImageSource for `ref` (a context manager; the caller closes it). Raises ImageError (or
+    its subclass ImageReferenceError) when the reference is malformed or its image cannot be
+    opened."""
     ref = _as_reference(ref)
     if ref.transport == "oci":
         from socikit.content.layout import LayoutSource
@@ -44,19 +49,18 @@ def open_source(ref: ImageReference | str, *, registry_options: RegistryOptions 
         return DockerDaemonSource(ref)
     if ref.transport == "docker":
         try:
-            from socikit.registry.store import open_registry_source
+            return _registry_source(ref, registry_options)
         except ImportError as exc:
             raise ImageError(f"registry support is not available ({exc})") from None
-        return open_registry_source(ref.host, ref.repository, ref.tag or None, ref.digest or None, registry_options)
     raise ImageReferenceError(f"unsupported transport {ref.transport!r}")
 
 
 def open_sink(ref: ImageReference | str, *, registry_options: RegistryOptions | None = None) -> ImageSink:
-    """The ImageSink for `ref` (tag "latest" when none is given); the caller closes it.
-    Destinations are OCI layouts, OCI archives and registries."""
+    """The ImageSink for `ref` (tag "latest" when none is given; a context manager, the caller
+    closes it). Destinations are OCI layouts, OCI archives and registries."""
     ref = _as_reference(ref)
-    if ref.transport in ("docker-archive", "docker-daemon"):
-        raise ImageReferenceError(f"{ref.transport}: can only be a source; write to {_SINK_TRANSPORTS}")
+    if ref.transport in SOURCE_ONLY_TRANSPORTS:
+        raise ImageReferenceError(f"{ref.transport}: can only be a source; write to {SINK_TRANSPORTS}")
     if ref.digest:
         raise ImageReferenceError(f"a destination needs a tag, not a digest: {ref}")
     if ref.transport == "oci":
@@ -76,4 +80,33 @@ def open_sink(ref: ImageReference | str, *, registry_options: RegistryOptions | 
     raise ImageReferenceError(f"unsupported transport {ref.transport!r}")
 
 
-__all__ = ["open_sink", "open_source"]
+@functools.cache
+def _registry_source_class() -> type[RegistrySource]:
+    """`RegistrySource` with the two abilities SOCI index discovery asks for
+    (`content.base.ReadsManifestsByDigest` and `ReadsReferrers`), bound to its client and
+    repository. A stop-gap until `RegistrySource` has these methods itself: `content.base`
+    declares abilities without importing the registry package, which is another module's."""
+    from socikit.oci.descriptor import Descriptor
+    from socikit.registry.referrers import fetch_referrers
+    from socikit.registry.store import RegistrySource
+
+    class DiscoverableRegistrySource(RegistrySource):
+        def read_manifest(self, digest: str) -> tuple[bytes, Descriptor]:
+            return self.client.get_manifest(self.repo, digest)
+
+        def referrers(self, subject_digest: str, artifact_type: str) -> list[Descriptor]:
+            return fetch_referrers(self.client, self.repo, subject_digest, artifact_type)
+
+    return DiscoverableRegistrySource
+
+
+def _registry_source(ref: ImageReference, options: RegistryOptions | None) -> RegistrySource:
+    from socikit.registry.store import open_registry_source
+
+    base = open_registry_source(ref.host, ref.repository, ref.tag or None, ref.digest or None, options)
+    source = _registry_source_class()(base.client, base.repo, base.reference, owns_client=True)
+    source.blob_opener = base.blob_opener
+    return source
+
+
+__all__ = ["SINK_TRANSPORTS", "open_sink", "open_source"]
