@@ -66,9 +66,22 @@ class _Generator:
     def __init__(self, seed: int) -> None:
         self.rng = random.Random(seed)
         letters = "abcdefghijklmnopqrstuvwxyz"
-        self.vocabulary = [
-            "".join(self.rng.choices(letters, k=self.rng.randint(2, 10))) for _ in range(3000)
-        ] + ["def", "return", "import", "class", "if", "else", "for", "self", "None", "{", "}", "=", "(", ")"]
+        self.vocabulary = ["".join(self.rng.choices(letters, k=self.rng.randint(2, 10))) for _ in range(3000)] + [
+            "def",
+            "return",
+            "import",
+            "class",
+            "if",
+            "else",
+            "for",
+            "self",
+            "None",
+            "{",
+            "}",
+            "=",
+            "(",
+            ")",
+        ]
 
     def name(self) -> str:
         rng = self.rng
@@ -125,8 +138,11 @@ class _Generator:
             if name in dirs:
                 return name
             uid, gid = rng.choice(_OWNERS)
-            entries.append(TreeEntry(name + "/", "dir", mode=rng.choice((0o755, 0o755, 0o700, 0o1777)),
-                                     uid=uid, gid=gid, mtime=mtime()))
+            entries.append(
+                TreeEntry(
+                    name + "/", "dir", mode=rng.choice((0o755, 0o755, 0o700, 0o1777)), uid=uid, gid=gid, mtime=mtime()
+                )
+            )
             dirs.append(name)
             return name
 
@@ -152,11 +168,9 @@ class _Generator:
                     target = "/" + rng.choice(dirs)
                 else:
                     target = "no/such/target"
-                entries.append(TreeEntry(name, "symlink", target=target, mode=0o777, uid=uid, gid=gid,
-                                         mtime=mtime()))
+                entries.append(TreeEntry(name, "symlink", target=target, mode=0o777, uid=uid, gid=gid, mtime=mtime()))
             elif roll < 0.13 and regular:
-                entries.append(TreeEntry(name, "hardlink", target=rng.choice(regular), uid=uid, gid=gid,
-                                         mtime=mtime()))
+                entries.append(TreeEntry(name, "hardlink", target=rng.choice(regular), uid=uid, gid=gid, mtime=mtime()))
             else:
                 data = self.content(self.size(cap))
                 mode = rng.choice((0o644, 0o644, 0o644, 0o755, 0o600, 0o4755))
@@ -240,4 +254,3 @@ def tar_members(tar_bytes: bytes) -> dict[str, bytes]:
                 assert f is not None
                 out[member.name] = f.read()
     return out
-
