@@ -55,7 +55,7 @@ def push_command(
         raise typer.BadParameter(f"--existing-index takes one of {', '.join(EXISTING_INDEX_POLICIES)}")
     with errors_to_exit():
         reg = registry_options(plain_http, tls_verify, cert_dir, user)
-        with ProgressRenderer("plain" if not json_output else "none") as renderer:
+        with ProgressRenderer("plain") as renderer:  # stderr: --json keeps stdout to itself, not warnings
             outcomes = push_v1(
                 reference,
                 store=LocalStore(root or default_root()),

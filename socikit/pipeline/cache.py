@@ -1,5 +1,7 @@
-"""The ztoc cache: a ztoc is a pure function of (layer digest, span size, build tool id), so once
-built it never needs building again, in `convert` and `create` alike."""
+"""The ztoc cache: a ztoc is a pure function of (layer digest, span size, build tool id) for a given
+builder, so once built it never needs building again, in `convert` and `create` alike. The
+builder's format version is part of the key: after an upgrade that changes what the builder
+makes, entries made by the older builder are never reused (and would otherwise be, silently)."""
 
 from __future__ import annotations
 
@@ -24,14 +26,22 @@ def default_root() -> Path:
 
 
 class ZtocCache:
-    """ztoc bytes on disk under `<root>/ztoc-cache/`, one file per key, written atomically."""
+    """ztoc bytes on disk under `<root>/ztoc-cache/`, one file per key, written atomically.
 
-    def __init__(self, root: Path) -> None:
+    `builder_version` defaults to the running builder's `BUILDER_FORMAT_VERSION`."""
+
+    def __init__(self, root: Path, *, builder_version: int | None = None) -> None:
+        if builder_version is None:
+            # Deferred: commands that only need default_root() do not load the builder.
+            from socikit.ztoc.builder import BUILDER_FORMAT_VERSION
+
+            builder_version = BUILDER_FORMAT_VERSION
         self.directory = root / "ztoc-cache"
+        self.builder_version = builder_version
 
     def _path(self, layer_digest: str, span_size: int, build_tool_identifier: str) -> Path:
         tool = hashlib.sha256(build_tool_identifier.encode("utf-8", "surrogateescape")).hexdigest()[:16]
-        return self.directory / f"{digest_hex(layer_digest)}.{span_size}.{tool}.ztoc"
+        return self.directory / f"{digest_hex(layer_digest)}.{span_size}.{tool}.b{self.builder_version}.ztoc"
 
     def get(self, layer_digest: str, layer_size: int, span_size: int, build_tool_identifier: str) -> bytes | None:
         """The cached ztoc bytes, or None. Entries that no longer decode or describe a blob of another

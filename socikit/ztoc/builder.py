@@ -28,6 +28,11 @@ from socikit.ztoc.toc import TocBuilder
 INPUT_CHUNK = 1 << 18
 OUTPUT_AREA = 1 << 20
 
+# The ztoc cache (socikit/pipeline/cache.py) keys entries on this: bump it with any change that
+# could alter the bytes built for a layer (checkpoints, span digests, TOC parsing, serialization),
+# so ztocs made by an older builder are rebuilt after an upgrade instead of reused.
+BUILDER_FORMAT_VERSION = 1
+
 
 @dataclass(frozen=True, slots=True)
 class BuildResult:

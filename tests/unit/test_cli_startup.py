@@ -16,11 +16,13 @@ _PROBE = """
 import json, sys
 sys.argv = ["socikit", *json.loads(sys.argv[1])]
 from socikit.cli import main
+code = 0
 try:
     main()
-except SystemExit:
-    pass
+except SystemExit as exc:
+    code = exc.code or 0
 print("MODULES=" + json.dumps(sorted(sys.modules)), file=sys.stderr)
+print("EXIT=" + str(code), file=sys.stderr)
 """
 
 HEAVY = ("pydantic", "rich", "jsonschema", "oras", "requests", "python_on_whales", "socikit.registry")
@@ -31,7 +33,9 @@ def _loaded(*argv: str) -> set[str]:
         [sys.executable, "-c", _PROBE, json.dumps(list(argv))],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    line = next(x for x in result.stderr.splitlines() if x.startswith("MODULES="))
+    lines = result.stderr.splitlines()
+    assert "EXIT=0" in lines, result.stderr[-2000:]  # the command itself succeeded
+    line = next(x for x in lines if x.startswith("MODULES="))
     return set(json.loads(line.removeprefix("MODULES=")))
 
 

@@ -5,25 +5,24 @@ from __future__ import annotations
 
 import ctypes
 import io
-import sys
-from pathlib import Path
 
 import pytest
 
 from socikit.ztoc import builder
 from socikit.ztoc.builder import build_ztoc
 from socikit.ztoc.compression import _inflate_scan, _zran
-from tests.layers import gzip_level, gzip_members, tar_of_directory
+from tests.layers import gzip_level, gzip_members, seeded_tree, tar_members, tree_tar
 
-STDLIB = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
 WINDOW = _inflate_scan.WINDOW_SIZE
 
 
 @pytest.fixture(scope="module")
 def tar() -> bytes:
-    return tar_of_directory(STDLIB / "json", limit_bytes=2 << 20) + tar_of_directory(
-        STDLIB / "email", limit_bytes=2 << 20
-    )
+    tree = seeded_tree(4, total_bytes=4 << 20)
+    data = tree_tar(tree)
+    assert tree.file_bytes >= 4 << 20 and len(tree.files) >= 100
+    assert tar_members(data) == tree.files
+    return data
 
 
 def _scan_all(blob: bytes, *, area: int, chunk: int, span: int) -> tuple[bytes, list[tuple[int, int, int, bytes]]]:

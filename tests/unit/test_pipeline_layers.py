@@ -1,5 +1,5 @@
-"""index_layers: threads or worker processes give the same ztocs; the `while_waiting` hook runs
-once, on the calling thread, after every layer was handed out."""
+"""index_layers: threads or worker processes give the reference's ztocs byte for byte; the
+`while_waiting` hook runs once, on the calling thread, after every layer was handed out."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 from socikit.content.layout import LayoutSource
 from socikit.oci.manifest import ImageIndex, ImageManifest
 from socikit.pipeline.layers import index_layers
-from tests.vectors import VECTORS_DIR
+from tests.vectors import VECTORS_DIR, all_vectors
+
+VECTOR = next(v for v in all_vectors() if v.name == "multi-platform")
 
 
 def _layers(source: LayoutSource) -> list:
@@ -27,7 +29,7 @@ def _layers(source: LayoutSource) -> list:
 def test_while_waiting_runs_once_after_hand_out(jobs: int) -> None:
     source = LayoutSource(VECTORS_DIR / "multi-platform" / "input", tag="latest")
     layers = _layers(source)
-    assert len(layers) >= 2
+    assert len(layers) == 3
     calls: list[tuple[str, int]] = []
     started: list[str] = []
 
@@ -39,15 +41,15 @@ def test_while_waiting_runs_once_after_hand_out(jobs: int) -> None:
         calls.append((threading.current_thread().name, len(started)))
 
     outcomes = index_layers(
-        source, layers, span_size=65536, min_layer_size=0, build_tool_identifier="t",
-        cache=None, jobs=jobs, on_event=on_event, while_waiting=while_waiting,
+        source, layers, span_size=VECTOR.params["span_size"], min_layer_size=0,
+        build_tool_identifier=VECTOR.params["build_tool_id"], cache=None, jobs=jobs, on_event=on_event,
+        while_waiting=while_waiting,
     )  # fmt: skip
     assert calls and len(calls) == 1
     assert calls[0][0] == threading.current_thread().name
     if jobs > 1:  # worker processes: every layer was submitted (and announced) first
         assert calls[0][1] == len(layers)
-    reference = index_layers(
-        source, layers, span_size=65536, min_layer_size=0, build_tool_identifier="t", cache=None, jobs=1
-    )
-    assert {d: o.ztoc for d, o in outcomes.items()} == {d: o.ztoc for d, o in reference.items()}
-    assert all(o.ztoc for o in outcomes.values())
+    assert sorted(started) == sorted(layer.digest for layer in layers)
+    golden = VECTOR.expected_ztocs()
+    expected = {layer["layer_digest"]: golden[ztoc] for layer, ztoc in VECTOR.layer_ztoc_pairs()}
+    assert {digest: outcome.ztoc for digest, outcome in outcomes.items()} == expected

@@ -194,14 +194,21 @@ def test_tricky_vector_exercises_binary_xattrs_and_subsecond_times() -> None:
     assert entries["home/bigid"].gid == 4294967294
 
 
-@pytest.mark.parametrize("chunk", [1, 511, 1 << 20])
+# Cuts inside and at header blocks, inside PAX records and file data, and one that leaves only the
+# last byte for a second feed (-1: the input's length minus one).
+@pytest.mark.parametrize("chunk", [1, 511, 512, 513, 4096 + 7, 65536 + 1, 300_001, -1])
 def test_chunk_size_does_not_change_the_result(chunk: int) -> None:
     vector = next(v for v in all_vectors() if v.name == "tricky-pax")
     layer, _ = vector.layer_ztoc_pairs()[0]
     raw = _layer_tar(vector, layer)
+    if chunk == -1:
+        chunk = len(raw) - 1
+    assert chunk < len(raw), "every case must cut the input"
     whole = TocBuilder()
     assert whole.feed(raw) is False  # the archive ends before the record padding
-    assert _feed(raw, chunk) == whole.finish()
+    expected = whole.finish()
+    assert len(expected.entries) > 40
+    assert _feed(raw, chunk) == expected
 
 
 def test_memoryview_and_bytearray_chunks() -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -14,20 +12,29 @@ from socikit.errors import CompressedDataError, DigestMismatchError, TarFormatEr
 from socikit.ztoc.builder import build_ztoc
 from socikit.ztoc.compression.gzip import GzipZinfo
 from socikit.ztoc.extract import file_range_reader, read_file, read_uncompressed, zinfo_of
-from tests.layers import gzip_level, gzip_members, gzip_with_cli, tar_members, tar_of_directory
+from tests.layers import gzip_level, gzip_members, gzip_with_cli, seeded_tree, tar_members, tree_tar
 
-STDLIB = Path(sys.prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}"
 SPAN = 65536
 
 
+def _checked_tar(seed: int, total_bytes: int, min_files: int) -> bytes:
+    """The tar of a seeded tree, after checking it holds what the tests below rely on."""
+    tree = seeded_tree(seed, total_bytes=total_bytes)
+    tar = tree_tar(tree)
+    assert tree.file_bytes >= total_bytes and len(tar) > tree.file_bytes
+    assert len(tree.files) >= min_files and tree.count("symlink") and tree.count("hardlink") and tree.count("dir")
+    assert tar_members(tar) == tree.files
+    return tar
+
+
 @pytest.fixture(scope="module")
-def stdlib_tar() -> bytes:
-    return tar_of_directory(STDLIB / "email", limit_bytes=3 << 20) + b""
+def small_tar() -> bytes:
+    return _checked_tar(seed=9, total_bytes=3 << 20, min_files=100)
 
 
 @pytest.fixture(scope="module")
 def big_tar() -> bytes:
-    return tar_of_directory(STDLIB, limit_bytes=12 << 20)
+    return _checked_tar(seed=12, total_bytes=12 << 20, min_files=400)
 
 
 def _compressions(tar: bytes) -> dict[str, bytes]:
@@ -120,8 +127,8 @@ def test_checkpoints_with_every_bit_offset_are_read_correctly(big_tar: bytes) ->
     assert seen_bits == set(range(8))
 
 
-def test_multi_member_checkpoints_after_member_headers(stdlib_tar: bytes) -> None:
-    blob = gzip_members(stdlib_tar, 5)
+def test_multi_member_checkpoints_after_member_headers(small_tar: bytes) -> None:
+    blob = gzip_members(small_tar, 5)
     ztoc = _build(blob, span=0).ztoc
     zinfo = zinfo_of(ztoc)
     offsets = {zinfo.checkpoint(i).compressed_offset for i in range(zinfo.count)}
@@ -139,50 +146,50 @@ def test_multi_member_checkpoints_after_member_headers(stdlib_tar: bytes) -> Non
         pos = nxt
     assert member_starts, "expected several members"
     assert any(start + 10 in offsets for start in member_starts)
-    assert _check_every_file(ztoc, blob, stdlib_tar) > 10
+    assert _check_every_file(ztoc, blob, small_tar) > 10
 
 
-def test_gzip_header_with_optional_fields(stdlib_tar: bytes) -> None:
+def test_gzip_header_with_optional_fields(small_tar: bytes) -> None:
     """FEXTRA/FNAME/FCOMMENT/FHCRC headers move checkpoint 0 past them."""
     import struct
     import zlib
 
     body = zlib.compressobj(6, zlib.DEFLATED, -15)
-    deflated = body.compress(stdlib_tar) + body.flush()
+    deflated = body.compress(small_tar) + body.flush()
     extra = b"AB" + struct.pack("<H", 70000 % 65536) + b"x" * (70000 % 65536)
     header = b"\x1f\x8b\x08" + bytes([0x04 | 0x08 | 0x10 | 0x02]) + b"\0\0\0\0\0\xff"
     header += struct.pack("<H", len(extra)) + extra + b"name.tar\0" + b"a comment\0"
     header += struct.pack("<H", zlib.crc32(header) & 0xFFFF)
-    trailer = struct.pack("<II", zlib.crc32(stdlib_tar), len(stdlib_tar) & 0xFFFFFFFF)
+    trailer = struct.pack("<II", zlib.crc32(small_tar), len(small_tar) & 0xFFFFFFFF)
     blob = header + deflated + trailer
     ztoc = _build(blob).ztoc
     assert zinfo_of(ztoc).checkpoint(0).compressed_offset == len(header)
-    assert _check_every_file(ztoc, blob, stdlib_tar) > 10
+    assert _check_every_file(ztoc, blob, small_tar) > 10
 
 
-def test_truncated_blob_is_an_error(stdlib_tar: bytes) -> None:
-    blob = gzip_level(stdlib_tar, 6)
+def test_truncated_blob_is_an_error(small_tar: bytes) -> None:
+    blob = gzip_level(small_tar, 6)
     with pytest.raises(CompressedDataError, match="ends early"):
         _build(blob[: len(blob) // 2])
 
 
-def test_corrupt_deflate_data_is_an_error(stdlib_tar: bytes) -> None:
-    blob = bytearray(gzip_level(stdlib_tar, 6))
+def test_corrupt_deflate_data_is_an_error(small_tar: bytes) -> None:
+    blob = bytearray(gzip_level(small_tar, 6))
     for i in range(200, 400):
         blob[i] ^= 0xFF
     with pytest.raises((CompressedDataError, TarFormatError)):
         _build(bytes(blob))
 
 
-def test_crc_mismatch_is_an_error(stdlib_tar: bytes) -> None:
-    blob = bytearray(gzip_level(stdlib_tar, 6))
+def test_crc_mismatch_is_an_error(small_tar: bytes) -> None:
+    blob = bytearray(gzip_level(small_tar, 6))
     blob[-8] ^= 0x01
     with pytest.raises(CompressedDataError, match="check"):
         _build(bytes(blob))
 
 
-def test_wrong_expected_digest(stdlib_tar: bytes) -> None:
-    blob = gzip_level(stdlib_tar, 6)
+def test_wrong_expected_digest(small_tar: bytes) -> None:
+    blob = gzip_level(small_tar, 6)
     with pytest.raises(DigestMismatchError):
         build_ztoc(io.BytesIO(blob), span_size=SPAN, build_tool_identifier="t", expected_digest="sha256:" + "0" * 64)
 
@@ -193,6 +200,6 @@ def test_non_tar_payload_is_an_error() -> None:
         _build(blob)
 
 
-def test_not_gzip_is_an_error(stdlib_tar: bytes) -> None:
+def test_not_gzip_is_an_error(small_tar: bytes) -> None:
     with pytest.raises(CompressedDataError):
-        _build(stdlib_tar)
+        _build(small_tar)
