@@ -59,22 +59,26 @@ class LayoutWriter:
         return digest
 
     def image(self, arch: str, *, seed: str | None = None, variant: str = "", files: int = 40,
-              created: str = "2024-01-01T00:00:00Z") -> Written:
-        """One single-platform image manifest (linux/`arch`[/`variant`])."""
-        tar = layer_tar(seed or f"{arch}{variant}", files=files)
-        blob = gzip.compress(tar, compresslevel=6, mtime=0)
-        layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": self.put(blob),
-                 "size": len(blob)}
+              created: str = "2024-01-01T00:00:00Z", shared: Sequence[str] = ()) -> Written:
+        """One single-platform image manifest (linux/`arch`[/`variant`]): a layer of its own, then
+        one per `shared` seed (the same bytes in every image given that seed)."""
+        layers, diff_ids = [], []
+        for layer_seed in (seed or f"{arch}{variant}", *shared):
+            tar = layer_tar(layer_seed, files=files)
+            blob = gzip.compress(tar, compresslevel=6, mtime=0)
+            layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": self.put(blob),
+                           "size": len(blob)})
+            diff_ids.append(_digest(tar))
         config: dict[str, object] = {"architecture": arch, "os": "linux", "created": created,
                                      "config": {"Cmd": ["/bin/sh"]},
-                                     "rootfs": {"type": "layers", "diff_ids": [_digest(tar)]}}
+                                     "rootfs": {"type": "layers", "diff_ids": diff_ids}}
         if variant:
             config["variant"] = variant
         config_bytes = _json(config)
         manifest = _json({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
                           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                                      "digest": self.put(config_bytes), "size": len(config_bytes)},
-                          "layers": [layer]})
+                          "layers": layers})
         return Written(self.put(manifest), len(manifest), OCI_MANIFEST)
 
     def attestation(self, subject: Written) -> dict[str, object]:

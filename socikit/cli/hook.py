@@ -19,6 +19,7 @@ from socikit.oci import mediatypes as mt
 
 if TYPE_CHECKING:
     from socikit.integrations.hook import HookOutcome
+    from socikit.integrations.metadata import BuildRecord
     from socikit.pipeline.cache import ZtocCache
     from socikit.pipeline.convert import ConversionResult, ConvertOptions
 
@@ -74,7 +75,7 @@ def report_outcomes(outcomes: list[HookOutcome], json_output: bool) -> None:
     lambda_note(outcomes[0].result.index_version if outcomes else "")
 
 
-def read_metadata(path: Path) -> list[object]:
+def read_metadata(path: Path) -> list[BuildRecord]:
     from socikit.errors import ImageError
     from socikit.integrations.metadata import parse_metadata
 
@@ -122,10 +123,9 @@ def hook_command(
     if metadata_file is None and oci_archive is None:
         raise typer.BadParameter("give --metadata-file FILE, --oci-archive FILE, or both")
     from socikit.integrations.hook import plan_jobs, run_jobs
-    from socikit.integrations.metadata import BuildRecord
 
     with errors_to_exit():
-        records = [r for r in read_metadata(metadata_file) if isinstance(r, BuildRecord)] if metadata_file else []
+        records = read_metadata(metadata_file) if metadata_file else []
         jobs_ = plan_jobs(records, oci_archive=oci_archive, destination=destination)
         reg = registry_options(plain_http, tls_verify, cert_dir, user)
         with ProgressRenderer(progress) as renderer:

@@ -263,3 +263,16 @@ def test_every_builder_argv_parses_as_a_convert_command() -> None:
         path, params = parse_command_line(convert_argv(["reg.example/app:1"], env))
         assert path == ["convert"]
         assert params["source"] == params["destination"] == "reg.example/app:1"
+
+
+def test_hook_cli_bad_input_is_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.json"
+    result = CliRunner().invoke(app, ["hook", "--metadata-file", str(missing)])
+    assert result.exit_code == 1
+    assert result.output.strip() == f"error: cannot read the metadata file {missing}: No such file or directory"
+    nameless = tmp_path / "m.json"
+    nameless.write_text(json.dumps({"containerimage.digest": DIGEST}))
+    result = CliRunner().invoke(app, ["hook", "--metadata-file", str(nameless)])
+    assert result.exit_code == 1 and "has no image name" in result.output and "\n" not in result.output.strip()
+    result = CliRunner().invoke(app, ["hook"])
+    assert result.exit_code == 2 and "--metadata-file FILE, --oci-archive FILE, or both" in result.output

@@ -12,11 +12,14 @@ import pytest
 from typer.testing import CliRunner
 
 from socikit.cli import app
-from socikit.content.layout import LayoutSource
+from socikit.content.layout import LayoutSink, LayoutSource
 from socikit.errors import ImageError
 from socikit.oci import gojson
 from socikit.oci.descriptor import Descriptor
-from socikit.pipeline.merge import MergedSource, MergeInput, MergePlan, plan_merge
+from socikit.pipeline.cache import ZtocCache
+from socikit.pipeline.convert import ConversionResult, ConvertOptions
+from socikit.pipeline.events import Event, LayerStarted
+from socikit.pipeline.merge import MergedSource, MergeInput, MergePlan, merge_images, plan_merge
 from tests.platform_images import LayoutWriter, Written
 
 BASE = ["--progress", "none"]
@@ -147,3 +150,34 @@ def test_merge_and_convert_in_one_run(tmp_path: Path, images: dict[str, Written]
 def test_v1_without_soci_is_a_usage_error(tmp_path: Path, images: dict[str, Written]) -> None:
     code, output = _cli("merge", "--v1", f"oci:{tmp_path / 'out'}:m", _src(tmp_path, "amd64"))
     assert code == 2 and "--v1 goes with --soci" in output
+
+
+def test_layers_shared_between_platforms_are_indexed_once_and_cached_across_runs(tmp_path: Path) -> None:
+    writer = LayoutWriter(tmp_path / "src")
+    for arch in ("amd64", "arm64"):
+        writer.tag(writer.image(arch, shared=["app-files"]), arch)
+    inputs = [MergeInput(t, LayoutSource(tmp_path / "src", tag=t)) for t in ("amd64", "arm64")]
+    options = ConvertOptions(min_layer_size=0, span_size=65536, jobs=2)
+    cache = ZtocCache(tmp_path / "root")
+
+    def run(tag: str) -> tuple[list[str], ConversionResult]:
+        started: list[str] = []
+
+        def record(event: Event) -> None:
+            if isinstance(event, LayerStarted):
+                started.append(event.layer.digest)
+
+        result = merge_images(inputs, LayoutSink(tmp_path / "out", tag=tag), soci=options, cache=cache,
+                              on_event=record)
+        assert result.conversion is not None
+        return started, result.conversion
+
+    started, first = run("first")
+    amd, arm = first.platforms
+    shared = amd.layers[1].layer.digest
+    assert arm.layers[1].layer.digest == shared and amd.layers[0].layer.digest != arm.layers[0].layer.digest
+    assert sorted(started) == sorted({o.layer.digest for p in first.platforms for o in p.layers})  # each once
+    assert not any(o.cached for p in first.platforms for o in p.layers)
+    _, second = run("second")
+    assert all(o.cached for p in second.platforms for o in p.layers)
+    assert second.result == first.result  # the same bytes from cached ztocs
