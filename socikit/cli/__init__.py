@@ -5,7 +5,17 @@ Each command module registers its commands on the apps defined in `socikit.cli.a
 
 from __future__ import annotations
 
-from socikit.cli import convert, image, index, push, validate, ztoc  # noqa: F401  (registers commands)
+from socikit.cli import (  # noqa: F401  (registers commands)
+    buildx,
+    convert,
+    hook,
+    image,
+    index,
+    merge,
+    push,
+    validate,
+    ztoc,
+)
 from socikit.cli.app import app
 
 

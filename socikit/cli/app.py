@@ -17,9 +17,11 @@ app = typer.Typer(
 ztoc_app = typer.Typer(help="Build and inspect ztocs (per-layer tables of contents).", no_args_is_help=True)
 index_app = typer.Typer(help="Inspect and manage SOCI indexes in the local store.", no_args_is_help=True)
 image_app = typer.Typer(help="Pull images into containerd for lazy-loading snapshotters.", no_args_is_help=True)
+buildx_app = typer.Typer(help="Build with docker buildx and convert what was built.", no_args_is_help=True)
 app.add_typer(ztoc_app, name="ztoc")
 app.add_typer(index_app, name="index")
 app.add_typer(image_app, name="image")
+app.add_typer(buildx_app, name="buildx")
 
 
 def _version_callback(value: bool) -> None:
