@@ -5,7 +5,7 @@ Each command module registers its commands on the apps defined in `socikit.cli.a
 
 from __future__ import annotations
 
-from socikit.cli import convert, index, push, validate, ztoc  # noqa: F401  (registers commands)
+from socikit.cli import convert, index, push, snapshotter, validate, ztoc  # noqa: F401  (registers commands)
 from socikit.cli.app import app
 
 
