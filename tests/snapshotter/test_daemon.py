@@ -175,3 +175,35 @@ def test_metrics_addresses_refused(address: str) -> None:
 
     with pytest.raises(ConfigError):
         parse_address(address, allow_non_loopback=False)
+
+
+def test_daemon_answers_with_containerds_status_codes(snapshotter_daemon: SnapshotterDaemon) -> None:
+    stub, channel = _stub(snapshotter_daemon)
+    s = "socikit"
+
+    def code(call) -> grpc.StatusCode:  # type: ignore[no-untyped-def]
+        with pytest.raises(grpc.RpcError) as caught:
+            call()
+        return caught.value.code()
+
+    try:
+        stub.Prepare(pb.PrepareSnapshotRequest(snapshotter=s, key="extract"))
+        stub.Commit(pb.CommitSnapshotRequest(snapshotter=s, name="layer", key="extract"))
+        stub.Prepare(pb.PrepareSnapshotRequest(snapshotter=s, key="rootfs", parent="layer"))
+        assert code(lambda: stub.Prepare(pb.PrepareSnapshotRequest(snapshotter=s, key="rootfs", parent="layer"))) \
+            == grpc.StatusCode.ALREADY_EXISTS
+        assert code(lambda: stub.Remove(pb.RemoveSnapshotRequest(snapshotter=s, key="layer"))) == \
+            grpc.StatusCode.FAILED_PRECONDITION
+        assert code(lambda: stub.Stat(pb.StatSnapshotRequest(snapshotter=s, key="missing"))) == \
+            grpc.StatusCode.NOT_FOUND
+        assert code(lambda: stub.Commit(pb.CommitSnapshotRequest(snapshotter=s, name="n", key="layer"))) == \
+            grpc.StatusCode.FAILED_PRECONDITION
+        assert code(lambda: stub.Prepare(pb.PrepareSnapshotRequest(snapshotter=s, key="x", parent="rootfs"))) == \
+            grpc.StatusCode.INVALID_ARGUMENT
+        stub.Remove(pb.RemoveSnapshotRequest(snapshotter=s, key="rootfs"))
+        stub.Remove(pb.RemoveSnapshotRequest(snapshotter=s, key="layer"))
+    finally:
+        channel.close()
+    refused = [e for e in snapshotter_daemon.log_entries() if e.get("msg") == "request refused"]
+    assert [e["code"] for e in refused] == ["ALREADY_EXISTS", "FAILED_PRECONDITION", "NOT_FOUND",
+                                            "FAILED_PRECONDITION", "INVALID_ARGUMENT"]
