@@ -45,6 +45,7 @@ from socikit.snapshotter.jsonlog import LEVELS, configure, log
 
 GRPC_WORKERS = 32  # containerd unpacks layers in parallel; a lazy mount may take seconds
 GRPC_SHUTDOWN_GRACE_S = 5.0
+MAX_SOCKET_PATH = 107  # sockaddr_un.sun_path holds 108 bytes with the terminating NUL
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ def resolve_options(*, address: Path | None = None, root: Path | None = None, co
         from socikit.snapshotter.metrics import parse_address
 
         parse_address(effective_metrics, allow_non_loopback=config.metrics_allow_non_loopback)
+    check_socket_path(address or DEFAULT_ADDRESS)
     return DaemonOptions(address=address or DEFAULT_ADDRESS, root=root or DEFAULT_ROOT, config=config,
                          log_level=level, metrics_address=effective_metrics, ignored_keys=loaded.ignored_keys)
 
@@ -86,6 +88,8 @@ def _locked_root(root: Path) -> Iterator[None]:
     try:
         root.mkdir(mode=0o700, parents=True, exist_ok=True)
         handle = open(root / "lock", "a+b")  # noqa: SIM115 - held for the daemon's lifetime
+    except FileExistsError:
+        raise ConfigError(f"root {root} is not a directory") from None
     except OSError as exc:
         raise ConfigError(f"root {root}: {exc.strerror or exc}") from None
     try:
@@ -110,9 +114,15 @@ def _socket_in_use(path: Path) -> bool:
         return True
 
 
+def check_socket_path(path: Path) -> None:
+    if len(os.fsencode(path)) > MAX_SOCKET_PATH:
+        raise ConfigError(f"socket path {path} is longer than {MAX_SOCKET_PATH} bytes (the unix socket limit)")
+
+
 def claim_socket_path(path: Path) -> None:
     """Make the socket's directory (0700 when we create it) and remove a stale socket file;
     refuse when another process serves the socket or the path is not a socket."""
+    check_socket_path(path)
     try:
         if not path.parent.exists():
             path.parent.mkdir(mode=0o700, parents=True)

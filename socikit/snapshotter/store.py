@@ -99,17 +99,31 @@ class SnapshotStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.snapshots_dir = root / "snapshots"
-        self.snapshots_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.snapshots_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SnapshotError(f"{self.snapshots_dir}: {exc.strerror or exc}") from None
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(root / "metadata.db", check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, _SCHEMA_VERSION):
-            raise SnapshotError(f"{root / 'metadata.db'}: schema version {version} is newer than this socikit")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        path = root / "metadata.db"
+        try:
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise SnapshotError(f"{path}: {exc}") from None
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version not in (0, _SCHEMA_VERSION):
+                raise SnapshotError(f"{path}: schema version {version} is newer than this socikit")
+            self._db.executescript(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise SnapshotError(f"{path}: {exc}") from None
+        except SnapshotError:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         with self._lock:

@@ -207,3 +207,61 @@ def test_daemon_answers_with_containerds_status_codes(snapshotter_daemon: Snapsh
     refused = [e for e in snapshotter_daemon.log_entries() if e.get("msg") == "request refused"]
     assert [e["code"] for e in refused] == ["ALREADY_EXISTS", "FAILED_PRECONDITION", "NOT_FOUND",
                                             "FAILED_PRECONDITION", "INVALID_ARGUMENT"]
+
+
+def test_start_up_failures_are_one_line(tmp_path: Path) -> None:
+    long_socket = tmp_path / ("x" * 120) / "s.sock"
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "metadata.db").write_text("not a database")
+    cases = [
+        (("--address", str(long_socket), "--root", str(tmp_path / "r1")), "is longer than 107 bytes"),
+        (("--address", str(tmp_path / "s2.sock"), "--root", str(not_a_dir)), "is not a directory"),
+        (("--address", str(tmp_path / "s3.sock"), "--root", str(corrupt)), "metadata.db: file is not a database"),
+    ]
+    for args, message in cases:
+        result = _run(*args)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert not (tmp_path / "r1").exists() and not long_socket.parent.exists()
+    assert not (tmp_path / "s2.sock").exists() and not (tmp_path / "s3.sock").exists()
+
+
+def test_remote_snapshot_that_cannot_be_mounted_again_stops_the_start(tmp_path: Path) -> None:
+    """Served by the local-layer double, then the daemon restarts without any layer filesystem."""
+    import json
+
+    from tests.snapshotter.local_layers import LAYERS_ENV, SPEC
+
+    served = tmp_path / "layer"
+    served.mkdir()
+    table = tmp_path / "layers.json"
+    table.write_text(json.dumps({"sha256:c1": str(served)}))
+    daemon = SnapshotterDaemon(base=tmp_path / "d", env={TEST_LAYER_FS_ENV: SPEC, LAYERS_ENV: str(table)})
+    daemon.start()
+    try:
+        stub, channel = _stub(daemon)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Prepare(pb.PrepareSnapshotRequest(snapshotter="socikit", key="extract sha256:c1",
+                                                   labels={"containerd.io/snapshot.ref": "sha256:c1"}))
+        assert caught.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        channel.close()
+    finally:
+        assert daemon.stop() == 0
+    assert any(e.get("msg") == "TEST-ONLY layer filesystem in use" for e in daemon.log_entries())
+    result = _run("--address", str(daemon.address), "--root", str(daemon.root))
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("error: cannot mount remote snapshot 'sha256:c1' again: the layer filesystem "
+                                     "declined it (allow_invalid_mounts_on_restart in [snapshotter] starts "
+                                     "anyway; then remove the snapshot)")
+    assert not daemon.address.exists()
+    # allowed by the config: it starts
+    daemon.env = {}
+    daemon.config.write_text("[snapshotter]\nallow_invalid_mounts_on_restart = true\n")
+    daemon.start()
+    try:
+        assert any(e.get("msg") == "remote snapshot cannot be mounted; remove it" for e in daemon.log_entries())
+    finally:
+        assert daemon.stop() == 0
