@@ -210,10 +210,11 @@ class _Daemon:
                 restored = await trio.to_thread.run_sync(self.snapshotter.restore_remote_snapshots)
                 if restored:
                     log(self.logger, logging.INFO, "remote snapshots mounted again", count=restored)
-                # 3. + 4. containerd's gRPC API and the metrics endpoint, each on its own threads.
-                server = await trio.to_thread.run_sync(self._start_grpc)
-                metrics_server = self._start_metrics()
+                server = metrics_server = None
                 try:
+                    # 3. + 4. containerd's gRPC API and the metrics endpoint, each on its own threads.
+                    server = await trio.to_thread.run_sync(self._start_grpc)
+                    metrics_server = self._start_metrics()
                     log(self.logger, logging.INFO, "serving", address=str(self.options.address),
                         root=str(self.options.root), version=__version__,
                         metrics=self.options.metrics_address or None)
@@ -223,9 +224,11 @@ class _Daemon:
                         break
                 finally:
                     with trio.CancelScope(shield=True):
-                        await trio.to_thread.run_sync(self._stop_grpc, server)
+                        if server is not None:
+                            await trio.to_thread.run_sync(self._stop_grpc, server)
                         if metrics_server is not None:
                             metrics_server.stop()
+                # The layer filesystem's loop is cancelled last: it releases its mounts.
                 nursery.cancel_scope.cancel()
 
     async def _serve_layers(self, task_status: Any) -> None:

@@ -221,12 +221,20 @@ def test_start_up_failures_are_one_line(tmp_path: Path) -> None:
         (("--address", str(tmp_path / "s2.sock"), "--root", str(not_a_dir)), "is not a directory"),
         (("--address", str(tmp_path / "s3.sock"), "--root", str(corrupt)), "metadata.db: file is not a database"),
     ]
-    for args, message in cases:
-        result = _run(*args)
-        assert result.returncode == 1, result.stderr
-        assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        # the metrics port is taken: gRPC was already serving and is stopped again
+        cases.append((("--address", str(tmp_path / "s4.sock"), "--root", str(tmp_path / "r4"), "--metrics-address",
+                       f"127.0.0.1:{port}"), "Address already in use"))
+        for args, message in cases:
+            result = _run(*args)
+            assert result.returncode == 1, result.stderr
+            assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     assert not (tmp_path / "r1").exists() and not long_socket.parent.exists()
-    assert not (tmp_path / "s2.sock").exists() and not (tmp_path / "s3.sock").exists()
+    for name in ("s2.sock", "s3.sock", "s4.sock"):
+        assert not (tmp_path / name).exists()
 
 
 def test_remote_snapshot_that_cannot_be_mounted_again_stops_the_start(tmp_path: Path) -> None:
