@@ -18,7 +18,13 @@
     │                                 a gRPC service maps it to NOT_FOUND
     ├── ContainerdError               a containerd (or snapshotter) gRPC call failed; `code` names
     │                                 the gRPC status (NOT_FOUND, ALREADY_EXISTS, UNAVAILABLE, …)
-    └── InvalidArtifactError          validation of an artifact failed
+    ├── InvalidArtifactError          validation of an artifact failed
+    ├── ConfigError                   a config file or daemon option that cannot be used
+    └── SnapshotError                 a snapshot request the snapshotter refuses (gRPC status below)
+        ├── SnapshotNotFoundError     NOT_FOUND
+        ├── SnapshotExistsError       ALREADY_EXISTS
+        ├── SnapshotStateError        FAILED_PRECONDITION (commit of a non-active, remove with children)
+        └── SnapshotArgumentError     INVALID_ARGUMENT (bad labels, parent not committed, bad filter)
 """
 
 from __future__ import annotations
@@ -102,3 +108,27 @@ class ContainerdError(SocikitError):
 
 class InvalidArtifactError(SocikitError):
     """An artifact failed validation."""
+
+
+class ConfigError(SocikitError):
+    """A config file or daemon option that cannot be used (unknown key, wrong type, bad value)."""
+
+
+class SnapshotError(SocikitError):
+    """A snapshot request the snapshotter refuses; the gRPC service answers with a status code."""
+
+
+class SnapshotNotFoundError(SnapshotError):
+    """No snapshot has that key (gRPC NOT_FOUND)."""
+
+
+class SnapshotExistsError(SnapshotError):
+    """A snapshot with that key already exists (gRPC ALREADY_EXISTS); also the remote-snapshot answer."""
+
+
+class SnapshotStateError(SnapshotError):
+    """The snapshot is in the wrong state for the request (gRPC FAILED_PRECONDITION)."""
+
+
+class SnapshotArgumentError(SnapshotError):
+    """The request itself is malformed (gRPC INVALID_ARGUMENT)."""

@@ -13,6 +13,7 @@ from socikit.cli import (  # noqa: F401  (registers commands)
     index,
     merge,
     push,
+    snapshotter,
     validate,
     ztoc,
 )

@@ -56,7 +56,9 @@ def errors_to_exit() -> Iterator[None]:
     try:
         yield
     except SocikitError as exc:
-        message = str(exc).replace("\n", " ")
+        from rich.markup import escape
+
+        message = escape(str(exc).replace("\n", " "))  # "[snapshotter]" in a message is text, not markup
         stderr.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
         raise typer.Exit(code=1) from None
 

@@ -1,0 +1,1 @@
+"""socikit's containerd snapshotter."""

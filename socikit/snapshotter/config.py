@@ -1,0 +1,332 @@
+"""The snapshotter daemon's configuration: typed frozen dataclasses read from TOML.
+
+Where socikit and the reference `soci-snapshotter-grpc` share a concept, the keys, tables and
+defaults are the reference's, so a user's config carries over (`[http]` keeps its CamelCase
+keys). Keys the reference has for parts socikit does not have (its Go caches, content store,
+parallel pull, keychains) are accepted and reported as having no effect; any other key is an
+error naming it. socikit's own additions: `[cache]` and `metrics_allow_non_loopback`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from socikit.errors import ConfigError
+
+DEFAULT_ADDRESS = Path("/run/socikit/snapshotter.sock")
+DEFAULT_ROOT = Path("/var/lib/socikit/snapshotter")
+DEFAULT_CONFIG = Path("/etc/socikit/snapshotter.toml")
+
+
+def _toml(name: str) -> dict[str, str]:
+    """Field metadata: the key's spelling in the file when it differs from the field name."""
+    return {"toml": name}
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """`[http]`: registry HTTP client timeouts and retries (reference keys, CamelCase)."""
+
+    dial_timeout_msec: int = field(default=3000, metadata=_toml("DialTimeoutMsec"))
+    response_header_timeout_msec: int = field(default=3000, metadata=_toml("ResponseHeaderTimeoutMsec"))
+    request_timeout_msec: int = field(default=300000, metadata=_toml("RequestTimeoutMsec"))
+    max_retries: int = field(default=8, metadata=_toml("MaxRetries"))
+    min_wait_msec: int = field(default=30, metadata=_toml("MinWaitMsec"))
+    max_wait_msec: int = field(default=300000, metadata=_toml("MaxWaitMsec"))
+
+
+@dataclass(frozen=True)
+class BlobConfig:
+    """`[blob]`: span fetching from the registry."""
+
+    valid_interval: int = 60
+    fetching_timeout_sec: int = 300
+    max_retries: int = 8
+    min_wait_msec: int = 30
+    max_wait_msec: int = 300000
+    check_always: bool = False
+    force_single_range_mode: bool = False
+    max_span_verification_retries: int = 0
+
+
+@dataclass(frozen=True)
+class FuseConfig:
+    """`[fuse]`: kernel cache timeouts (seconds) of the FUSE layers."""
+
+    attr_timeout: int = 1
+    entry_timeout: int = 1
+    negative_timeout: int = 1
+    log_fuse_operations: bool = False
+
+
+@dataclass(frozen=True)
+class BackgroundFetchConfig:
+    """`[background_fetch]`: filling a lazy layer's remaining spans after a mount."""
+
+    disable: bool = False
+    silence_period_msec: int = 30000
+    fetch_period_msec: int = 500
+    max_queue_size: int = 300
+    drop_policy: str = "newest"
+    emit_metric_period_sec: int = 10
+
+
+@dataclass(frozen=True)
+class PullModeConfig:
+    enable: bool = False
+
+
+@dataclass(frozen=True)
+class PullModesConfig:
+    """`[pull_modes.*]`: which SOCI index versions the daemon looks for."""
+
+    soci_v1: PullModeConfig = PullModeConfig(enable=False)
+    soci_v2: PullModeConfig = PullModeConfig(enable=True)
+
+
+@dataclass(frozen=True)
+class MirrorConfig:
+    """One entry of `[resolver.host."<host>"] mirrors`; `insecure` means plain HTTP."""
+
+    host: str = ""
+    insecure: bool = False
+    request_timeout_sec: int = 0
+
+
+@dataclass(frozen=True)
+class ResolverHostConfig:
+    mirrors: tuple[MirrorConfig, ...] = ()
+
+
+def _no_hosts() -> Mapping[str, ResolverHostConfig]:
+    return types.MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class ResolverConfig:
+    """`[resolver]`: per-registry mirrors, `[resolver.host."<host>"]`."""
+
+    host: Mapping[str, ResolverHostConfig] = field(default_factory=_no_hosts)
+
+
+@dataclass(frozen=True)
+class SnapshotterSection:
+    """`[snapshotter]`: which layers may be lazy, and what a failed re-mount at start does."""
+
+    min_layer_size: int = 0
+    allow_invalid_mounts_on_restart: bool = False
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    """`[cache]` (socikit's own): the on-disk span cache under the daemon root."""
+
+    max_bytes: int = 10 << 30
+
+
+@dataclass(frozen=True)
+class SnapshotterConfig:
+    """The whole file. Top-level keys first, then the tables."""
+
+    debug: bool = False
+    disable_verification: bool = False
+    max_concurrency: int = 100
+    mount_timeout_sec: int = 30
+    fuse_metrics_emit_wait_duration_sec: int = 60
+    no_prometheus: bool = False
+    metrics_address: str = ""
+    metrics_network: str = "tcp"
+    metrics_allow_non_loopback: bool = False
+    http: HttpConfig = HttpConfig()
+    blob: BlobConfig = BlobConfig()
+    fuse: FuseConfig = FuseConfig()
+    background_fetch: BackgroundFetchConfig = BackgroundFetchConfig()
+    pull_modes: PullModesConfig = PullModesConfig()
+    resolver: ResolverConfig = ResolverConfig()
+    snapshotter: SnapshotterSection = SnapshotterSection()
+    cache: CacheConfig = CacheConfig()
+
+
+# The reference's keys for parts socikit does not have: accepted (type-checked against the
+# reference default) so a carried-over file loads, and listed at start as having no effect.
+# A value of None accepts any table (the reference's free-form maps).
+REFERENCE_ONLY_KEYS: dict[str, object] = {
+    "http_cache_type": "",
+    "filesystem_cache_type": "",
+    "resolve_result_entry": 0,
+    "debug_address": "",
+    "metadata_store": "db",
+    "metadata_db_no_sync": False,
+    "metadata_insertion_chunk_size": 0,
+    "skip_check_snapshotter_supported": False,
+    "directory_cache.max_lru_cache_entry": 0,
+    "directory_cache.max_cache_fds": 0,
+    "directory_cache.sync_add": False,
+    "directory_cache.direct": True,
+    "content_store.type": "soci",
+    "content_store.containerd_address": "/run/containerd/containerd.sock",
+    "prefetch.enable": False,
+    "prefetch.max_concurrency": 0,
+    "pull_modes.parallel_pull_unpack.enable": False,
+    "pull_modes.parallel_pull_unpack.experimental_parallel_pull_as_fallback": False,
+    "pull_modes.parallel_pull_unpack.max_concurrent_downloads": -1,
+    "pull_modes.parallel_pull_unpack.max_concurrent_downloads_per_image": 3,
+    "pull_modes.parallel_pull_unpack.concurrent_download_chunk_size": "",
+    "pull_modes.parallel_pull_unpack.max_concurrent_unpacks": -1,
+    "pull_modes.parallel_pull_unpack.max_concurrent_unpacks_per_image": 1,
+    "pull_modes.parallel_pull_unpack.discard_unpacked_layers": False,
+    "pull_modes.parallel_pull_unpack.decompress_streams": None,
+    "kubeconfig_keychain.enable_keychain": False,
+    "kubeconfig_keychain.kubeconfig_path": "",
+    "cri_keychain.enable_keychain": False,
+    "cri_keychain.image_service_path": "/run/containerd/containerd.sock",
+    "resolver.auth_client_ttl_sec": 3600,
+    "resolver.enable_auth_client_sharing": False,
+}
+_REFERENCE_ONLY_TABLES = {key.rsplit(".", 1)[0] for key in REFERENCE_ONLY_KEYS if "." in key}
+
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", str: "a string", float: "a number"}
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A parsed file: the config, and the reference-only keys it set (they have no effect)."""
+
+    config: SnapshotterConfig
+    ignored_keys: tuple[str, ...] = ()
+
+
+def load_config(path: Path, *, missing_ok: bool) -> LoadedConfig:
+    """Read `path`; a missing file gives the defaults when `missing_ok`, else a ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if missing_ok:
+            return LoadedConfig(SnapshotterConfig())
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    return parse_config(text, source=str(path))
+
+
+def parse_config(text: str, *, source: str = "config") -> LoadedConfig:
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    ignored: list[str] = []
+    try:
+        config = _build(SnapshotterConfig, document, "", ignored)
+        _validate(config)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return LoadedConfig(config, tuple(ignored))
+
+
+def _validate(config: SnapshotterConfig) -> None:
+    if config.metrics_network != "tcp":
+        raise ConfigError(f"metrics_network {config.metrics_network!r} is not supported (only \"tcp\")")
+    if config.background_fetch.drop_policy not in ("newest", "oldest"):
+        raise ConfigError(f"background_fetch.drop_policy must be \"newest\" or \"oldest\", "
+                          f"not {config.background_fetch.drop_policy!r}")
+    if config.cache.max_bytes < 0:
+        raise ConfigError("cache.max_bytes must not be negative")
+    for name, host in config.resolver.host.items():
+        for mirror in host.mirrors:
+            if not mirror.host:
+                raise ConfigError(f"resolver.host.{name!r}.mirrors: every mirror needs a host")
+
+
+def _dotted(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _build(cls: type[Any], table: Mapping[str, Any], path: str, ignored: list[str]) -> Any:
+    hints = typing.get_type_hints(cls)
+    by_key = {f.metadata.get("toml", f.name): f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = _dotted(path, key)
+        spec = by_key.get(key)
+        if spec is None:
+            _reference_only(dotted, value, ignored)
+            continue
+        kwargs[spec.name] = _convert(hints[spec.name], value, dotted, ignored)
+    return cls(**kwargs)
+
+
+def _reference_only(dotted: str, value: Any, ignored: list[str]) -> None:
+    if dotted in _REFERENCE_ONLY_TABLES and isinstance(value, dict):
+        for key, inner in value.items():
+            _reference_only(f"{dotted}.{key}", inner, ignored)
+        return
+    if dotted not in REFERENCE_ONLY_KEYS:
+        raise ConfigError(f"unknown key {dotted!r}")
+    default = REFERENCE_ONLY_KEYS[dotted]
+    if default is None:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{dotted!r} must be a table")
+    else:
+        _check_scalar(type(default), value, dotted)
+    ignored.append(dotted)
+
+
+def _check_scalar(kind: type[Any], value: Any, dotted: str) -> Any:
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not ok:
+        raise ConfigError(f"{dotted!r} must be {_TYPE_NAMES.get(kind, kind.__name__)}, not {value!r}")
+    return value
+
+
+def _convert(hint: Any, value: Any, dotted: str, ignored: list[str]) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{dotted!r} must be a table")
+        return _build(typing.cast(type[Any], hint), value, dotted, ignored)
+    if origin is tuple:
+        (item,) = [a for a in typing.get_args(hint) if a is not Ellipsis]
+        if not isinstance(value, list):
+            raise ConfigError(f"{dotted!r} must be an array")
+        return tuple(_convert(item, v, f"{dotted}[{i}]", ignored) for i, v in enumerate(value))
+    if origin is Mapping:
+        _, item = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{dotted!r} must be a table")
+        return types.MappingProxyType({k: _convert(item, v, _dotted(dotted, f'"{k}"' if "." in k else k), ignored)
+                                       for k, v in value.items()})
+    return _check_scalar(hint, value, dotted)
+
+
+def config_to_document(config: Any) -> dict[str, Any]:
+    """The config as TOML-ready nested dicts, with the file's key spellings (CamelCase in [http])."""
+    out: dict[str, Any] = {}
+    for spec in dataclasses.fields(config):
+        out[spec.metadata.get("toml", spec.name)] = _plain(getattr(config, spec.name))
+    return out
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return config_to_document(value)
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def dumps_config(config: SnapshotterConfig) -> str:
+    """The config as a TOML file that `parse_config` reads back to an equal config."""
+    from socikit.snapshotter.tomlwrite import dumps
+
+    return dumps(config_to_document(config))
