@@ -7,7 +7,6 @@ stack (requests, oras) and python-on-whales cost start-up time and are optional 
 
 from __future__ import annotations
 
-import functools
 from typing import TYPE_CHECKING
 
 from socikit.content.base import ImageSink, ImageSource
@@ -16,7 +15,6 @@ from socikit.errors import ImageError, ImageReferenceError
 
 if TYPE_CHECKING:
     from socikit.registry.options import RegistryOptions
-    from socikit.registry.store import RegistrySource
 
 SINK_TRANSPORTS = "oci:DIR[:TAG], oci-archive:FILE[:TAG] or a registry (HOST/REPO:TAG)"
 SOURCE_ONLY_TRANSPORTS = ("docker-archive", "docker-daemon")
@@ -49,9 +47,10 @@ def open_source(ref: ImageReference | str, *, registry_options: RegistryOptions 
         return DockerDaemonSource(ref)
     if ref.transport == "docker":
         try:
-            return _registry_source(ref, registry_options)
+            from socikit.registry.store import open_registry_source
         except ImportError as exc:
             raise ImageError(f"registry support is not available ({exc})") from None
+        return open_registry_source(ref.host, ref.repository, ref.tag or None, ref.digest or None, registry_options)
     raise ImageReferenceError(f"unsupported transport {ref.transport!r}")
 
 
@@ -78,35 +77,6 @@ def open_sink(ref: ImageReference | str, *, registry_options: RegistryOptions | 
             raise ImageError(f"registry support is not available ({exc})") from None
         return open_registry_sink(ref.host, ref.repository, ref.tag, None, registry_options)
     raise ImageReferenceError(f"unsupported transport {ref.transport!r}")
-
-
-@functools.cache
-def _registry_source_class() -> type[RegistrySource]:
-    """`RegistrySource` with the two abilities SOCI index discovery asks for
-    (`content.base.ReadsManifestsByDigest` and `ReadsReferrers`), bound to its client and
-    repository. A stop-gap until `RegistrySource` has these methods itself: `content.base`
-    declares abilities without importing the registry package, which is another module's."""
-    from socikit.oci.descriptor import Descriptor
-    from socikit.registry.referrers import fetch_referrers
-    from socikit.registry.store import RegistrySource
-
-    class DiscoverableRegistrySource(RegistrySource):
-        def read_manifest(self, digest: str) -> tuple[bytes, Descriptor]:
-            return self.client.get_manifest(self.repo, digest)
-
-        def referrers(self, subject_digest: str, artifact_type: str) -> list[Descriptor]:
-            return fetch_referrers(self.client, self.repo, subject_digest, artifact_type)
-
-    return DiscoverableRegistrySource
-
-
-def _registry_source(ref: ImageReference, options: RegistryOptions | None) -> RegistrySource:
-    from socikit.registry.store import open_registry_source
-
-    base = open_registry_source(ref.host, ref.repository, ref.tag or None, ref.digest or None, options)
-    source = _registry_source_class()(base.client, base.repo, base.reference, owns_client=True)
-    source.blob_opener = base.blob_opener
-    return source
 
 
 __all__ = ["SINK_TRANSPORTS", "open_sink", "open_source"]

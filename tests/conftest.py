@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-# The roots `socikit.pipeline.cache.default_root()` picks when $SOCIKIT_ROOT is unset (the guard's
+# The roots `socikit.settings.default_root()` picks when $SOCIKIT_ROOT is unset (the guard's
 # own test points it at directories of its own through $SOCIKIT_TESTS_GUARDED_ROOTS).
 _GUARDED = os.environ.get("SOCIKIT_TESTS_GUARDED_ROOTS")
 REAL_ROOTS = (

@@ -66,3 +66,17 @@ def errors_to_exit() -> Iterator[None]:
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+
+
+# AWS Lambda starts container images from a single manifest or an image index of manifests; an
+# index that also lists a SOCI v2 index (an artifact entry) is not something it accepts.
+LAMBDA_NOTE = (
+    "note: AWS Lambda cannot start a function from an image index that lists a SOCI v2 index; "
+    "for Lambda targets use SOCI v1 (--soci v1, or --v1)"
+)
+
+
+def lambda_note(index_version: str) -> None:
+    """After a SOCI v2 result, on stderr (so --json output stays one document)."""
+    if index_version == "v2":
+        sys.stderr.write(LAMBDA_NOTE + "\n")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from socikit.cli.app import app
-from socikit.cli.console import errors_to_exit, print_json, say
+from socikit.cli.console import errors_to_exit, lambda_note, print_json, say
 from socikit.cli.progress import MODES, ProgressRenderer
 from socikit.cli.registry_options import CertDir, PlainHttp, TlsVerify, User, registry_options
 from socikit.oci import mediatypes as mt
@@ -150,6 +150,7 @@ def convert_command(
         if result.tag_move is not None:
             sys.stderr.write(f"note: the tag {result.tag_move}\n")
         _summary(result, json_output)
+        lambda_note(result.index_version)
 
 
 @app.command("create")

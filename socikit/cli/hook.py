@@ -4,14 +4,13 @@ pieces `socikit buildx build` and `socikit merge` share with it."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from socikit.cli.app import app
-from socikit.cli.console import errors_to_exit, print_json, say
+from socikit.cli.console import errors_to_exit, lambda_note, print_json, say
 from socikit.cli.convert import BuildToolId, JsonOut, MinLayerSize, NoCache, NoValidate, ProgressMode, Root, SpanSize
 from socikit.cli.progress import MODES, ProgressRenderer
 from socikit.cli.registry_options import CertDir, PlainHttp, TlsVerify, User, registry_options
@@ -46,7 +45,8 @@ def soci_options(version: str, span_size: int, min_layer_size: int, build_tool_i
 
 
 def ztoc_cache(no_cache: bool, root: Path | None) -> ZtocCache | None:
-    from socikit.pipeline.cache import ZtocCache, default_root
+    from socikit.pipeline.cache import ZtocCache
+    from socikit.settings import default_root
 
     return None if no_cache else ZtocCache(root or default_root())
 
@@ -56,14 +56,6 @@ def conversion_line(result: ConversionResult) -> str:
     layers = sum(len(p.layers) for p in result.platforms)
     return (f"SOCI {result.index_version}: {len(result.platforms)} platform(s), {indexed} of {layers} layers "
             f"indexed; result {result.result.digest}")
-
-
-def lambda_note(index_version: str) -> None:
-    """On stderr, so --json output stays one document."""
-    if index_version == "v2":
-        from socikit.integrations.notes import LAMBDA_NOTE
-
-        sys.stderr.write(LAMBDA_NOTE + "\n")
 
 
 def report_outcomes(outcomes: list[HookOutcome], json_output: bool) -> None:

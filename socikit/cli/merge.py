@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from socikit.cli.app import app
-from socikit.cli.console import errors_to_exit, print_json, say
+from socikit.cli.console import errors_to_exit, lambda_note, print_json, say
 from socikit.cli.convert import (
     BuildToolId,
     JsonOut,
@@ -19,7 +19,7 @@ from socikit.cli.convert import (
     Root,
     SpanSize,
 )
-from socikit.cli.hook import Jobs, conversion_line, lambda_note, soci_options, ztoc_cache
+from socikit.cli.hook import Jobs, conversion_line, soci_options, ztoc_cache
 from socikit.cli.progress import ProgressRenderer
 from socikit.cli.registry_options import CertDir, PlainHttp, TlsVerify, User, registry_options
 from socikit.oci import mediatypes as mt
@@ -65,8 +65,8 @@ def merge_command(
     if v1 and not soci:
         raise typer.BadParameter("--v1 goes with --soci")
     options = soci_options("v1" if v1 else "v2", span_size, min_layer_size, build_tool_id, jobs, progress)
-    from socikit.content.open import open_sink, open_source
     from socikit.pipeline.merge import MergeInput, plan_merge, write_merge
+    from socikit.transports import open_sink, open_source
 
     with errors_to_exit(), contextlib.ExitStack() as stack:
         reg = registry_options(plain_http, tls_verify, cert_dir, user)

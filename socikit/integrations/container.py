@@ -77,16 +77,13 @@ def main(args: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     except ImageError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 1
-    from socikit.cli import app
-    from socikit.integrations.notes import LAMBDA_NOTE
+    from socikit.cli import app  # convert itself prints the AWS Lambda note after a v2 result
 
     try:
         app(args=argv, prog_name="socikit", standalone_mode=True)
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    if code == 0 and "--v2" in argv:
-        sys.stderr.write(LAMBDA_NOTE + "\n")
     return code
 
 

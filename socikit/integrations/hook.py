@@ -95,8 +95,8 @@ def run_jobs(
 ) -> list[HookOutcome]:
     """Convert each job's image to each of its destinations. Layers are indexed once per source
     and destination unless `cache` holds their ztocs (then a second destination costs copies only)."""
-    from socikit.content.open import open_sink, open_source
     from socikit.pipeline.convert import convert_image
+    from socikit.transports import open_sink, open_source
 
     outcomes = []
     for job in jobs:

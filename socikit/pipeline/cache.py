@@ -6,23 +6,13 @@ makes, entries made by the older builder are never reused (and would otherwise b
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 from socikit.atomic import write_atomic
 from socikit.errors import SocikitError
 from socikit.oci.digest import digest_hex
+from socikit.settings import default_root  # noqa: F401  (re-exported: older callers import it here)
 from socikit.ztoc.serialize import loads
-
-
-def default_root() -> Path:
-    """`$SOCIKIT_ROOT`, else /var/lib/socikit for root, else ~/.local/share/socikit."""
-    env = os.environ.get("SOCIKIT_ROOT")
-    if env:
-        return Path(env)
-    if os.geteuid() == 0:
-        return Path("/var/lib/socikit")
-    return Path.home() / ".local" / "share" / "socikit"
 
 
 class ZtocCache:

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from socikit.content.base import ImageSink, ImageSource
+from socikit.content.base import Closing, ImageSink, ImageSource
 from socikit.errors import ImageError
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor, Platform, descriptor_for
@@ -276,7 +276,7 @@ class _OpenerByDigest:
         return self.openers[desc.digest](desc)
 
 
-class MergedSource:
+class MergedSource(Closing):
     """The merged image as an ImageSource: its index from the plan, everything else from the input
     that holds it. Closing it leaves the inputs open (their owner closes them)."""
 
@@ -313,11 +313,8 @@ class MergedSource:
     def open_blob(self, desc: Descriptor) -> BinaryIO:
         return self.owner(desc).open_blob(desc)
 
-    def close(self) -> None:
-        pass
 
-
-class _RoutingSink:
+class _RoutingSink(Closing):
     """An ImageSink that copies each blob from the input owning it (a registry mounts it across
     repositories) and passes everything else to `sink`."""
 
@@ -344,9 +341,6 @@ class _RoutingSink:
 
     def tag(self, desc: Descriptor) -> None:
         self._sink.tag(desc)
-
-    def close(self) -> None:
-        pass
 
 
 def _write_merged(plan: MergePlan, merged: MergedSource, sink: ImageSink) -> None:

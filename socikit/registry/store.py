@@ -20,6 +20,7 @@ from socikit.oci.digest import verify_blob
 from socikit.registry.auth import Credentials, load_docker_credentials
 from socikit.registry.client import RegistryClient
 from socikit.registry.options import RegistryOptions
+from socikit.registry.referrers import fetch_referrers
 
 # Blobs `read_blob` will hold in memory (manifests, configs, ztocs); layers go through open_blob.
 MAX_READ_BLOB = 256 << 20
@@ -80,6 +81,14 @@ class RegistrySource:
 
     def open_blob(self, desc: Descriptor) -> BinaryIO:
         return self.client.get_blob_stream(self.repo, desc)
+
+    def read_manifest(self, digest: str) -> tuple[bytes, Descriptor]:
+        """A manifest of this repository known only by digest (`content.base.ReadsManifestsByDigest`)."""
+        return self.client.get_manifest(self.repo, digest)
+
+    def referrers(self, subject_digest: str, artifact_type: str) -> list[Descriptor]:
+        """Referrers of `subject_digest` (Referrers API or fallback tag; `content.base.ReadsReferrers`)."""
+        return fetch_referrers(self.client, self.repo, subject_digest, artifact_type)
 
     def close(self) -> None:
         if self._owns_client:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from socikit.cli import app
-from socikit.pipeline.cache import default_root
+from socikit.settings import default_root
 
 
 def test_convert_without_root_uses_the_tests_own(tmp_path):
