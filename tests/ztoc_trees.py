@@ -114,3 +114,34 @@ def members_at(
         name = f"part{number}".encode() if named else b""
         blob += gzip_member(data[lo:hi], level=level, name=name, mem_level=mem_level)
     return bytes(blob), starts
+
+
+def write_zero_file_layer(path: str, *, name: str, size_mib: int, before: bytes = b"head") -> None:
+    """Write a gzip layer holding a small file `before.txt` and then `name`, `size_mib` MiB of
+    zeros, without compressing those zeros more than once: after a full flush deflate output
+    refers to nothing before it, so one compressed MiB of zeros can be repeated."""
+    mib = bytes(1 << 20)
+    head = tarfile.TarInfo("before.txt")
+    head.size = len(before)
+    big = tarfile.TarInfo(name)
+    big.size = size_mib << 20
+    prefix = head.tobuf(tarfile.PAX_FORMAT) + before + bytes(-len(before) % 512) + big.tobuf(tarfile.PAX_FORMAT)
+    suffix = bytes(1024)  # the end-of-archive blocks (size_mib MiB is a multiple of 512)
+
+    def deflated(data: bytes, mode: int) -> bytes:
+        body = zlib.compressobj(6, zlib.DEFLATED, -15)
+        return body.compress(data) + body.flush(mode)
+
+    zeros = deflated(mib, zlib.Z_FULL_FLUSH)
+    crc = zlib.crc32(prefix)
+    for _ in range(size_mib):
+        crc = zlib.crc32(mib, crc)
+    crc = zlib.crc32(suffix, crc)
+    total = len(prefix) + (size_mib << 20) + len(suffix)
+    with open(path, "wb") as out:
+        out.write(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")
+        out.write(deflated(prefix, zlib.Z_FULL_FLUSH))
+        for _ in range(size_mib):
+            out.write(zeros)
+        out.write(deflated(suffix, zlib.Z_FINISH))
+        out.write(crc.to_bytes(4, "little") + (total & 0xFFFFFFFF).to_bytes(4, "little"))
