@@ -47,8 +47,18 @@ class SpanTable:
     0..count-1), `span_size` (as recorded in the zinfo), `compressed_size` (the layer blob's size
     the ztoc was built from), `uncompressed_size` (the tar stream's end), `digests`."""
 
-    __slots__ = ("algorithm", "count", "span_size", "compressed_size", "uncompressed_size", "digests",
-                 "_gzip", "_starts", "_ends", "_outs")
+    __slots__ = (
+        "algorithm",
+        "count",
+        "span_size",
+        "compressed_size",
+        "uncompressed_size",
+        "digests",
+        "_gzip",
+        "_starts",
+        "_ends",
+        "_outs",
+    )
 
     def __init__(self, ztoc: Ztoc) -> None:
         info = ztoc.compression_info
@@ -79,8 +89,7 @@ class SpanTable:
                 )
             if self.uncompressed_size > tar.size:
                 raise ZtocFormatError(
-                    f"uncompressed_archive_size {self.uncompressed_size} is past the end of the "
-                    f"{tar.size}-byte tar"
+                    f"uncompressed_archive_size {self.uncompressed_size} is past the end of the {tar.size}-byte tar"
                 )
             self.span_size = tar.span_size
             self.count = tar.count
@@ -183,9 +192,7 @@ class SpanTable:
         if length is None:
             length = span_length - skip
         if skip < 0 or length < 0 or skip + length > span_length:
-            raise ZtocFormatError(
-                f"span {span_id} holds {span_length} bytes; [{skip}, {skip + length}) is outside it"
-            )
+            raise ZtocFormatError(f"span {span_id} holds {span_length} bytes; [{skip}, {skip + length}) is outside it")
         if verify:
             self.verify(span_id, compressed)
         if self._gzip is None:
