@@ -6,9 +6,11 @@
     │   └── TarFormatError            a tar stream that Go's archive/tar would reject
     ├── LayerError                    a layer blob that cannot be indexed
     │   ├── CompressedDataError       corrupt/truncated deflate data, CRC or ISIZE mismatch
+    │   │   └── SpanDigestError       a span's compressed bytes differ from its digest in the ztoc
     │   ├── DigestMismatchError       the blob's sha256 is not the expected digest
     │   └── UnsupportedLayerError     a layer the ztoc format cannot describe (zstd, sparse,
     │                                 global PAX headers): skipped with a reason, never a crash
+    ├── FileNotInZtocError            a path that names no entry of a ztoc's TOC
     ├── ImageError                    image/reference problems (missing blob, bad manifest, platform)
     │   └── ImageReferenceError       an image reference that does not parse
     ├── RegistryError                 talking to a registry failed (network, TLS, retries exhausted)
@@ -54,12 +56,28 @@ class CompressedDataError(LayerError):
     """Corrupt or truncated compressed data (deflate error, CRC/ISIZE mismatch, early end)."""
 
 
+class SpanDigestError(CompressedDataError):
+    """The compressed bytes fetched for a span do not hash to the span's digest in the ztoc
+    (a wrong or changed blob, or a bad range read). The message names the span and both digests;
+    `span_id`, `expected` and `actual` carry them for callers that retry or report."""
+
+    def __init__(self, message: str, *, span_id: int = -1, expected: str = "", actual: str = "") -> None:
+        super().__init__(message)
+        self.span_id = span_id
+        self.expected = expected
+        self.actual = actual
+
+
 class DigestMismatchError(LayerError):
     """A blob whose sha256 differs from the digest it was expected to have."""
 
 
 class UnsupportedLayerError(LayerError):
     """A layer the ztoc format cannot describe; it is left unindexed with this reason."""
+
+
+class FileNotInZtocError(SocikitError):
+    """The requested path has no entry in the ztoc's TOC."""
 
 
 class ImageError(SocikitError):

@@ -6,20 +6,24 @@ command needs only its own part of the library (docs/performance.md, "CLI start-
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from socikit.__about__ import __version__
-from socikit.atomic import write_atomic
+from socikit.atomic import atomic_writer, write_atomic
 from socikit.cli.app import ztoc_app
 from socikit.cli.console import errors_to_exit, print_json, say, stdout
-from socikit.errors import LayerError, SocikitError, UnsupportedLayerError
+from socikit.errors import LayerError, SocikitError, UnsupportedLayerError, ZtocFormatError
 from socikit.oci.digest import is_digest, sha256_digest
 from socikit.oci.mediatypes import DEFAULT_SPAN_SIZE, MEDIA_TYPE_OCI_LAYER_GZIP, compression_of_layer
+
+if TYPE_CHECKING:
+    from socikit.ztoc.model import Ztoc
 
 DEFAULT_BUILD_TOOL_ID = f"socikit {__version__}"
 
@@ -53,6 +57,7 @@ def build_command(
     from socikit.ztoc.serialize import dumps
 
     with errors_to_exit():
+        _check_output(output)
         algorithm = compression_of_layer(media_type)
         if algorithm is None:
             raise LayerError(f"layer {blob}: {media_type!r} is not a layer media type")
@@ -75,7 +80,10 @@ def build_command(
         except SocikitError as exc:
             raise _relabel(exc, str(blob)) from None
         data = dumps(result.ztoc)
-        write_atomic(output, data)
+        try:
+            write_atomic(output, data)
+        except OSError as exc:
+            raise SocikitError(f"cannot write {output}: {exc.strerror or exc}") from None
         summary = {
             "ztoc": str(output),
             "digest": sha256_digest(data),
@@ -98,9 +106,21 @@ def build_command(
             )
 
 
-def _load_ztoc(path: Path, root: Path | None = None) -> tuple[bytes, object]:
-    """A ztoc file, or a ztoc digest in the local store."""
+def _check_output(output: Path) -> None:
+    """Refuse an `-o` that cannot be written before any work is done (no directories are made)."""
+    if output.is_dir():
+        raise SocikitError(f"cannot write {output}: it is a directory")
+    parent = output.parent
+    if not parent.is_dir():
+        why = "is not a directory" if parent.exists() else "does not exist"
+        raise SocikitError(f"cannot write {output}: {parent} {why}")
+
+
+def _load_ztoc(path: Path, root: Path | None = None) -> tuple[bytes, Ztoc]:
+    """A ztoc file, or a ztoc digest in the local store, decoded and its span geometry checked:
+    a corrupt ztoc is one ZtocFormatError naming it."""
     from socikit.ztoc.serialize import loads
+    from socikit.ztoc.spans import span_table
 
     text = str(path)
     if not path.exists() and is_digest(text):
@@ -108,12 +128,17 @@ def _load_ztoc(path: Path, root: Path | None = None) -> tuple[bytes, object]:
         from socikit.settings import default_root
 
         data = LocalStore(root or default_root()).read_blob(text)
-        return data, loads(data)
+    else:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise SocikitError(f"cannot read ztoc {path}: {exc.strerror or exc}") from None
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SocikitError(f"cannot read ztoc {path}: {exc.strerror or exc}") from None
-    return data, loads(data)
+        value = loads(data)
+        span_table(value)
+    except ZtocFormatError as exc:
+        raise ZtocFormatError(f"ztoc {path}: {exc}") from None
+    return data, value
 
 
 Root = Annotated[
@@ -159,7 +184,7 @@ def info_command(
 
     with errors_to_exit():
         data, value = _load_ztoc(ztoc, root)
-        info = ztoc_info(value, size=len(data))  # type: ignore[arg-type]
+        info = ztoc_info(value, size=len(data))
         if json_output:
             sys.stdout.write(gojson.dumps_indent(info).decode("utf-8") + "\n")
             return
@@ -186,17 +211,46 @@ def get_file_command(
     root: Root = None,
 ) -> None:
     """Extract one file from a layer by decompressing only the spans that hold it."""
-    from socikit.ztoc.extract import file_range_reader, read_file
+    # The blob's size must be the one the ztoc was built from and every span used must match its
+    # digest before anything is written; the file is then streamed span by span, so memory does
+    # not grow with its size.
+    from socikit.ztoc.extract import file_range_reader, iter_uncompressed, regular_file, verify_range
 
     with errors_to_exit():
+        if output is not None:
+            _check_output(output)
         _, value = _load_ztoc(ztoc, root)
+        entry = regular_file(value, path)
         try:
-            with open(blob, "rb") as stream:
-                content = read_file(value, file_range_reader(stream), path)  # type: ignore[arg-type]
+            stream = open(blob, "rb")  # closed by the `with` below; only open's errors are caught here
         except OSError as exc:
             raise LayerError(f"layer {blob}: {exc.strerror or exc}") from None
-        if output is None:
-            sys.stdout.buffer.write(content)
-            sys.stdout.buffer.flush()
-        else:
-            write_atomic(output, content)
+        with stream:
+            size = os.fstat(stream.fileno()).st_size
+            if size != value.compressed_archive_size:
+                raise LayerError(
+                    f"layer {blob} is {size} bytes but the ztoc was built from a "
+                    f"{value.compressed_archive_size}-byte blob (wrong or truncated layer?)"
+                )
+            read_blob = file_range_reader(stream)
+
+            def read_range(start: int, end: int) -> bytes:
+                try:
+                    return read_blob(start, end)
+                except OSError as exc:
+                    raise LayerError(f"layer {blob}: {exc.strerror or exc}") from None
+
+            offset, length = entry.uncompressed_offset, entry.uncompressed_size
+            verify_range(value, read_range, offset, length)
+            pieces = iter_uncompressed(value, read_range, offset, length)
+            try:
+                if output is None:
+                    for piece in pieces:
+                        sys.stdout.buffer.write(piece)
+                    sys.stdout.buffer.flush()
+                else:
+                    with atomic_writer(output) as handle:
+                        for piece in pieces:
+                            handle.write(piece)
+            except OSError as exc:
+                raise SocikitError(f"cannot write {output or 'to stdout'}: {exc.strerror or exc}") from None

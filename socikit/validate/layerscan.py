@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
 from socikit.errors import SocikitError
-from socikit.ztoc.compression import _zran
 from socikit.ztoc.compression.gzip import GzipZinfo
 from socikit.ztoc.compression.tar import TarZinfo
 from socikit.ztoc.extract import inflate_from_checkpoint
+from socikit.ztoc.inflate import StreamInflater
 from socikit.ztoc.model import FileMetadata, Ztoc
 from socikit.ztoc.serialize import tar_header_offsets
 from socikit.ztoc.toc import TocBuilder
@@ -466,7 +466,7 @@ def _inflate_sequentially(
     verifier: _SpanVerifier,
     cutter: _HeaderCutter,
 ) -> tuple[int, str]:
-    """The single pass: read, hash and inflate (zlib-ng through the ztoc engine's native seam) on a
+    """The single pass: read, hash and inflate (the ztoc engine's `StreamInflater`) on a
     producer thread, while this thread runs the Python checks on the output (tar headers, span
     bookkeeping). Returns the uncompressed length and "" or why decompression stopped.
 
@@ -524,12 +524,9 @@ def _produce(
     ring_views = [memoryview(area).cast("B") for area in ring]
     in_buf = ctypes.create_string_buffer(READ_CHUNK)
     in_view = memoryview(in_buf).cast("B")
-    in_addr = ctypes.addressof(in_buf)
     upos = pos = turn = 0
     error = ""
-    member_ended = False
-    with _zran.Inflater(_zran.WINDOW_BITS_AUTO) as inflater:
-        lib, strm, ref = inflater.lib, inflater.strm, inflater.ref
+    with StreamInflater() as inflater:
         while n := stream.readinto(in_view):  # type: ignore[attr-defined]
             chunk = in_view[:n]
             blob_hash.update(chunk)
@@ -540,26 +537,20 @@ def _produce(
                 spans.done = []
             if error:
                 continue
-            strm.next_in = in_addr
-            strm.avail_in = n
-            while strm.avail_in:
-                if member_ended:  # concatenated gzip members: go on with the next header
-                    lib.inflate_reset2(ref, _zran.WINDOW_BITS_AUTO)
-                    member_ended = False
+            inflater.feed(chunk)
+            while True:
                 turn = (turn + 1) % len(ring)
-                strm.next_out = ctypes.addressof(ring[turn])
-                strm.avail_out = INFLATE_AREA
-                ret = lib.inflate(ref, _zran.Z_NO_FLUSH)
-                produced = INFLATE_AREA - strm.avail_out
+                produced = inflater.inflate_into(ring[turn])
                 if produced:
                     put(("u", upos, ring_views[turn][:produced]))
                     upos += produced
                     result["upos"] = upos
-                if ret == _zran.Z_STREAM_END:
-                    member_ended = True
-                elif ret != _zran.Z_OK and not (ret == _zran.Z_BUF_ERROR and strm.avail_in == 0):
-                    error = _zran.error_text(ret, strm)
+                if inflater.error:
+                    error = inflater.error
                     break
+                if produced < INFLATE_AREA:  # the input is used up
+                    break
+        member_ended = inflater.at_member_end
     scan.bytes_read = pos
     spans.finish(pos)
     if spans.done:

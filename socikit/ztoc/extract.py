@@ -1,31 +1,46 @@
-"""Random access through a ztoc: file -> span range -> compressed byte range -> bytes
+"""Random access through a ztoc: file -> spans -> compressed byte ranges -> verified bytes
 (fact sheet §2.3–2.5). Reads go through a `read_range(start, end)` callable so the same code
-serves a local blob, an HTTP range reader and the snapshotter's span cache.
+serves a local blob and an HTTP range reader; every span fetched is checked against its digest
+before a byte of it is used. The per-span work itself is `spans.SpanTable`; the path lookup is
+`index.TocIndex`. Both are built once per ztoc object.
 """
 
 from __future__ import annotations
 
-import ctypes
-import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
-from socikit.errors import CompressedDataError, SocikitError, ZtocFormatError
-from socikit.ztoc.compression import _zran
-from socikit.ztoc.compression.gzip import GZIP_TRAILER_SIZE, WINDOW_SIZE, GzipZinfo
+from socikit.errors import CompressedDataError, FileNotInZtocError, SocikitError, ZtocFormatError
+from socikit.ztoc.compression.gzip import Checkpoint, GzipZinfo
 from socikit.ztoc.compression.tar import TarZinfo
+from socikit.ztoc.index import clean_name, toc_index
+from socikit.ztoc.inflate import StreamInflater
 from socikit.ztoc.model import ALGORITHM_GZIP, ALGORITHM_UNCOMPRESSED, FileMetadata, Ztoc
+from socikit.ztoc.spans import PIECE_SIZE, span_table
+
+__all__ = [
+    "FileNotInZtocError",
+    "ReadRange",
+    "clean_name",
+    "file_range_reader",
+    "find_entry",
+    "inflate_from_checkpoint",
+    "iter_file",
+    "iter_uncompressed",
+    "read_file",
+    "read_uncompressed",
+    "regular_file",
+    "span_range_of",
+    "verify_range",
+    "zinfo_of",
+]
 
 ReadRange = Callable[[int, int], bytes]
 Zinfo = GzipZinfo | TarZinfo
 
 
-class FileNotInZtocError(SocikitError):
-    """The requested path has no entry in the ztoc's TOC."""
-
-
 def zinfo_of(ztoc: Ztoc) -> Zinfo:
-    """The span geometry object of a ztoc's compression half."""
+    """The span geometry object of a ztoc's compression half (unvalidated; see `spans.SpanTable`)."""
     info = ztoc.compression_info
     if info.compression_algorithm == ALGORITHM_GZIP:
         return GzipZinfo(info.checkpoints)
@@ -34,64 +49,82 @@ def zinfo_of(ztoc: Ztoc) -> Zinfo:
     raise ZtocFormatError(f"unknown compression algorithm {info.compression_algorithm!r}")
 
 
-def clean_name(name: str) -> str:
-    """A TOC name as the snapshotter sees it: `filepath.Clean("/"+name)` without the leading '/'."""
-    return posixpath.normpath("/" + name).lstrip("/")
-
-
 def find_entry(ztoc: Ztoc, path: str) -> FileMetadata:
-    """The TOC entry for `path`, following hard links to their target's entry."""
-    wanted = clean_name(path)
-    by_name = {clean_name(e.name): e for e in ztoc.toc}
-    entry = by_name.get(wanted)
-    seen = set()
-    while entry is not None and entry.type == "hardlink":
-        if entry.name in seen:
-            break
-        seen.add(entry.name)
-        entry = by_name.get(clean_name(entry.linkname))
+    """The TOC entry for `path` (any spelling of the name), a hard link's target entry for a hard
+    link. Uses the ztoc's `TocIndex`, built on the first call."""
+    entry = toc_index(ztoc).lookup(path)
     if entry is None:
         raise FileNotInZtocError(f"{path!r} is not in the ztoc")
     return entry
 
 
-def span_range_of(zinfo: Zinfo, offset: int, size: int) -> tuple[int, int]:
-    """First and last span (inclusive) covering uncompressed bytes [offset, offset + size).
+def regular_file(ztoc: Ztoc, path: str) -> FileMetadata:
+    """The entry of the regular file `path` (hard links followed)."""
+    entry = find_entry(ztoc, path)
+    if entry.type != "reg":
+        raise SocikitError(f"{path!r} is a {entry.type}, not a regular file")
+    return entry
 
-    Like the reference, the end is the span of `offset + size` (an exclusive end that may pull
-    in one extra span); clamped to the last span."""
+
+def span_range_of(zinfo: Zinfo, offset: int, size: int) -> tuple[int, int]:
+    """First and last span (inclusive) the *reference* reads for uncompressed bytes
+    [offset, offset + size): the end is the span of `offset + size` (an exclusive end that may
+    pull in one extra span), clamped to the last span. `ztoc info` reports these."""
     return zinfo.span_of(offset), zinfo.span_of(offset + size)
+
+
+def _fetch(read_range: ReadRange, start: int, end: int) -> bytes:
+    return read_range(start, end) if end > start else b""
+
+
+def verify_range(ztoc: Ztoc, read_range: ReadRange, offset: int, size: int) -> None:
+    """Fetch every span holding uncompressed bytes [offset, offset + size) and check it against
+    its digest (SpanDigestError), one span in memory at a time. A caller that must not write
+    anything for a wrong blob runs this before `iter_uncompressed`."""
+    spans = span_table(ztoc)
+    for span_id in spans.spans_covering(offset, size):
+        spans.verify(span_id, _fetch(read_range, *spans.compressed_range(span_id)))
+
+
+def iter_uncompressed(
+    ztoc: Ztoc, read_range: ReadRange, offset: int, size: int, *, piece_size: int = PIECE_SIZE
+) -> Iterator[bytes]:
+    """Uncompressed tar bytes [offset, offset + size) in pieces of at most `piece_size` bytes,
+    fetched span by span, each span verified against its digest before it is inflated. Memory
+    stays at one span's compressed bytes plus one piece, however large the range."""
+    spans = span_table(ztoc)
+    end = offset + size
+    for span_id in spans.spans_covering(offset, size):
+        span_start, span_end = spans.uncompressed_range(span_id)
+        lo, hi = max(offset, span_start), min(end, span_end)
+        compressed = _fetch(read_range, *spans.compressed_range(span_id))
+        yield from spans.inflate_pieces(
+            span_id, compressed, skip=lo - span_start, length=hi - lo, piece_size=piece_size
+        )
 
 
 def read_uncompressed(
     ztoc: Ztoc, read_range: ReadRange, offset: int, size: int, *, zinfo: Zinfo | None = None
 ) -> bytes:
-    """Uncompressed tar bytes [offset, offset + size), fetching only the spans that hold them."""
+    """Uncompressed tar bytes [offset, offset + size), fetching only the spans that hold them and
+    verifying each against its digest. (`zinfo` is accepted for older callers and unused: the
+    ztoc's span table is cached.)"""
+    del zinfo
     if size <= 0:
         return b""
-    zinfo = zinfo or zinfo_of(ztoc)
-    if isinstance(zinfo, TarZinfo):
-        data = read_range(offset, offset + size)
-        if len(data) != size:
-            raise CompressedDataError(f"layer ends early: wanted {size} bytes at offset {offset}")
-        return data
-    first, last = span_range_of(zinfo, offset, size)
-    start, _ = zinfo.compressed_range(first, ztoc.compressed_archive_size)
-    _, end = zinfo.compressed_range(last, ztoc.compressed_archive_size)
-    compressed = read_range(start, end)
-    checkpoint = zinfo.checkpoint(first)
-    return inflate_from_checkpoint(
-        compressed, bits=checkpoint.bits, window=checkpoint.window,
-        skip=offset - checkpoint.uncompressed_offset, length=size,
-    )
+    return b"".join(iter_uncompressed(ztoc, read_range, offset, size))
+
+
+def iter_file(ztoc: Ztoc, read_range: ReadRange, path: str, *, piece_size: int = PIECE_SIZE) -> Iterator[bytes]:
+    """The contents of the regular file `path` (hard links followed), streamed span by span."""
+    entry = regular_file(ztoc, path)
+    return iter_uncompressed(ztoc, read_range, entry.uncompressed_offset, entry.uncompressed_size,
+                             piece_size=piece_size)
 
 
 def read_file(ztoc: Ztoc, read_range: ReadRange, path: str) -> bytes:
     """The contents of the regular file `path` (hard links followed) read through spans only."""
-    entry = find_entry(ztoc, path)
-    if entry.type != "reg":
-        raise SocikitError(f"{path!r} is a {entry.type}, not a regular file")
-    return read_uncompressed(ztoc, read_range, entry.uncompressed_offset, entry.uncompressed_size)
+    return b"".join(iter_file(ztoc, read_range, path))
 
 
 def file_range_reader(blob: BinaryIO) -> ReadRange:
@@ -106,65 +139,27 @@ def file_range_reader(blob: BinaryIO) -> ReadRange:
 
 def inflate_from_checkpoint(compressed: bytes, *, bits: int, window: bytes, skip: int, length: int) -> bytes:
     """Inflate `compressed` (starting at a checkpoint's first byte, the shared byte included when
-    `bits` != 0), drop `skip` output bytes, return the next `length` bytes.
-
-    Raw inflate primed with the checkpoint's leftover bits and its 32 KiB window as dictionary; when
-    a gzip member ends inside the range, its trailer is skipped and decoding continues with the
-    next member's header (fact sheet §2.4)."""
+    `bits` != 0), drop `skip` output bytes, return the next `length` bytes. No digest check: the
+    caller vouches for the bytes (`validate` compares the output with the sequential stream)."""
     if length <= 0:
         return b""
-    data = memoryview(compressed)
-    out = ctypes.create_string_buffer(length)
-    scratch = ctypes.create_string_buffer(WINDOW_SIZE)
-    in_buf = (ctypes.c_char * len(data)).from_buffer_copy(data) if len(data) else None
-    with _zran.Inflater(_zran.WINDOW_BITS_RAW) as inflater:
-        lib, strm, ref = inflater.lib, inflater.strm, inflater.ref
-        in_addr = ctypes.addressof(in_buf) if in_buf is not None else 0
-        consumed = 0
-        if bits:
-            if not len(data):
-                raise CompressedDataError("span data is empty")
-            lib.inflate_prime(ref, bits, data[0] >> (8 - bits))
-            consumed = 1
-        window_buf = ctypes.create_string_buffer(window, WINDOW_SIZE)
-        lib.inflate_set_dictionary(ref, window_buf, WINDOW_SIZE)
-        strm.next_in = in_addr + consumed
-        strm.avail_in = len(data) - consumed
-        raw_mode = True
-        produced = 0
-        while produced < length:
-            if skip:
-                room = min(skip, WINDOW_SIZE)
-                strm.next_out = ctypes.addressof(scratch)
-            else:
-                room = length - produced
-                strm.next_out = ctypes.addressof(out) + produced
-            strm.avail_out = room
-            ret = lib.inflate(ref, _zran.Z_NO_FLUSH)
-            got = room - strm.avail_out
-            if skip:
+    if bits and not compressed:
+        raise CompressedDataError("span data is empty")
+    out = bytearray(length)
+    produced = 0
+    with StreamInflater(Checkpoint(0, 0, bits, window)) as inflater:
+        inflater.feed(compressed)
+        if skip:
+            scratch = memoryview(bytearray(min(skip, PIECE_SIZE)))
+            while skip:
+                got = inflater.inflate_into(scratch[: min(skip, len(scratch))])
+                if not got:
+                    break
                 skip -= got
-            else:
-                produced += got
-            if ret == _zran.Z_STREAM_END:
-                if raw_mode:
-                    # Raw inflate leaves the member's 8-byte trailer unread: step over it once;
-                    # after the reset to gzip mode inflate consumes trailers itself.
-                    if strm.avail_in < GZIP_TRAILER_SIZE:
-                        break
-                    strm.next_in += GZIP_TRAILER_SIZE
-                    strm.avail_in -= GZIP_TRAILER_SIZE
-                    raw_mode = False
-                if strm.avail_in == 0:
-                    break
-                lib.inflate_reset2(ref, _zran.WINDOW_BITS_AUTO)
-                continue
-            if ret != _zran.Z_OK:
-                if ret == _zran.Z_BUF_ERROR:
-                    break
-                raise CompressedDataError(f"span data does not inflate: {_zran.error_text(ret, strm)}")
-            if got == 0 and strm.avail_in == 0:
-                break
+        if not skip:
+            produced = inflater.inflate_into(out)
+        if inflater.error:
+            raise CompressedDataError(f"span data does not inflate: {inflater.error}")
     if produced != length:
         raise CompressedDataError(f"span data ended after {produced} of {length} bytes")
-    return out.raw
+    return bytes(out)

@@ -55,9 +55,12 @@ class CompressionInfo:
         return self.max_span_id + 1
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Ztoc:
-    """A complete ztoc. `toc` is in tar order as built (the reference keeps that order on disk)."""
+    """A complete ztoc. `toc` is in tar order as built (the reference keeps that order on disk).
+
+    Weak-referenceable so that derived read structures (`spans.span_table`, `index.toc_index`)
+    can be built once per ztoc object and dropped with it."""
 
     version: str
     build_tool_identifier: str

@@ -20,7 +20,7 @@ from typing import BinaryIO
 from socikit.errors import TarFormatError, UnsupportedLayerError
 from socikit.ztoc.model import FileMetadata
 
-__all__ = ["TocBuilder", "TocResult", "build_toc", "format_mod_time"]
+__all__ = ["HeaderCaches", "HeaderFields", "TocBuilder", "TocResult", "build_toc", "format_mod_time", "parse_header"]
 
 BLOCK = 512
 MAX_SPECIAL_FILE = 1 << 20  # Go's maxSpecialFileSize: PAX and GNU long-name records
@@ -30,9 +30,11 @@ _ZERO_BLOCK = bytes(BLOCK)
 _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _DECIMAL = re.compile(rb"[+-]?[0-9]+")  # what Go's strconv.ParseInt(s, 10, 64) accepts
 
-# The ustar-family header block: name, mode, uid, gid, size, mtime, chksum, typeflag, linkname,
-# magic, version, uname, gname, devmajor, devminor, prefix (155), 8 unused bytes, STAR trailer.
-_HEADER = struct.Struct("100s8s8s8s12s12s8sc100s6s2s32s32s8s8s155s8s4s")
+# The ustar-family header block: name, mode+uid+gid (3 x 8), size, mtime, chksum, typeflag,
+# linkname, magic, version, uname+gname+devmajor+devminor (32 + 32 + 8 + 8), prefix (155),
+# 8 unused bytes, STAR trailer. Neighbouring fields that layers repeat are unpacked together and
+# parsed once per distinct value (see `parse_header`).
+_HEADER = struct.Struct("100s24s12s12s8sc100s6s2s80s155s8s4s")
 
 _MAGIC_USTAR = b"ustar\0"
 _MAGIC_GNU = b"ustar "
@@ -241,6 +243,153 @@ def _describe_type(typeflag: bytes) -> str:
     return f"type {shown} ({name})" if name else f"type {shown}"
 
 
+# -- one header block (pure, but for the caches the caller passes) --------------------------------
+
+# What `parse_header` returns: typeflag, name, linkname (bytes, before any PAX or GNU extension),
+# size, mode, uid, gid, mtime (seconds), uname, gname, devmajor, devminor.
+HeaderFields = tuple[bytes, bytes, bytes, int, int, int, int, int, str, str, int, int]
+
+
+def _signed_sum(block: bytes | memoryview, start: int) -> int:
+    """The byte sum with bytes read as int8 (old writers), checksum field as spaces."""
+    data = bytes(block[start : start + BLOCK])
+    high = sum(1 for byte in data[:148] + data[156:] if byte & 0x80)
+    return sum(data[:148]) + sum(data[156:]) - 256 * high + 8 * 0x20
+
+
+def _gnu_prefix(prefix_f: bytes) -> bytes:
+    """GNU headers hold atime and ctime where ustar has its prefix. Go parses them, and when
+    either fails it takes the field as a ustar prefix, if ASCII (files from Go before 1.8)."""
+    try:
+        if prefix_f[0]:
+            _numeric(prefix_f[0:12])
+        if prefix_f[12]:
+            _numeric(prefix_f[12:24])
+    except ValueError:
+        candidate = _cstring(prefix_f)
+        return candidate if candidate.isascii() else b""
+    return b""
+
+
+def _ids(field: bytes) -> tuple[int, int, int]:
+    return _number(field[:8]), _number(field[8:16]), _number(field[16:24])
+
+
+def _owner(field: bytes) -> tuple[str, str, int, int]:
+    return _text(_cstring(field[:32])), _text(_cstring(field[32:64])), _number(field[64:72]), _number(field[72:80])
+
+
+class HeaderCaches:
+    """Raw header fields -> parsed values, for fields layers repeat: mode+uid+gid, mtime, and
+    owner names with device numbers. Bounded: cleared when one grows past a limit."""
+
+    __slots__ = ("ids", "mtimes", "owners")
+
+    def __init__(self) -> None:
+        self.ids: dict[bytes, tuple[int, int, int]] = {}
+        self.mtimes: dict[bytes, int] = {}
+        self.owners: dict[bytes, tuple[str, str, int, int]] = {}
+
+    def bound(self) -> None:
+        if len(self.ids) > _FIELD_CACHE_LIMIT or len(self.mtimes) > _FIELD_CACHE_LIMIT:
+            self.ids.clear()
+            self.mtimes.clear()
+        if len(self.owners) > _FIELD_CACHE_LIMIT:
+            self.owners.clear()
+
+
+def parse_header(block: bytes | memoryview, start: int, offset: int, total: int, caches: HeaderCaches) -> HeaderFields:
+    """The fields of the non-zero header block `block[start:start + 512]` at stream `offset`,
+    whose byte sum is `total`, read with Go's archive/tar rules: checksum (unsigned or signed
+    sum), format guess (V7, ustar, GNU, STAR), numbers (octal or base-256), the ustar/STAR prefix
+    and GNU's atime/ctime. Pure but for `caches`, which only memoize. Raises TarFormatError where
+    Go's reader fails."""
+    (name, ids_f, size_f, mtime_f, chksum_f, typeflag, link_f, magic, version, owner_f, prefix_f, _unused,
+     trailer) = _HEADER.unpack_from(block, start)  # fmt: skip
+
+    # Go's getFormat: the stored checksum must match the unsigned or the signed byte sum,
+    # with the checksum field itself counted as eight spaces.
+    expected = total - sum(chksum_f) + 8 * 0x20
+    try:
+        stored = int(chksum_f[:6], 8) if chksum_f[6:] == b"\0 " and chksum_f[:6].isdigit() else _octal(chksum_f)
+    except ValueError:
+        stored = None
+    if stored is None or (stored != expected and stored != _signed_sum(block, start)):
+        raise TarFormatError(f"invalid tar header at offset {offset}: checksum mismatch (not a tar stream?)")
+    if magic == _MAGIC_USTAR:
+        fmt = _STAR if trailer == _TRAILER_STAR else _USTAR
+    elif magic == _MAGIC_GNU and version == _VERSION_GNU:
+        fmt = _GNU
+    else:
+        fmt = _V7
+
+    try:
+        name = name.partition(b"\0")[0]
+        linkname = link_f.partition(b"\0")[0]
+        size = _number(size_f)
+        ids = caches.ids.get(ids_f)
+        if ids is None:
+            ids = caches.ids[ids_f] = _ids(ids_f)
+        mode, uid, gid = ids
+        mtime = caches.mtimes.get(mtime_f)
+        if mtime is None:
+            mtime = caches.mtimes[mtime_f] = _number(mtime_f)
+        if fmt == _V7:
+            return typeflag, name, linkname, size, mode, uid, gid, mtime, "", "", 0, 0
+        # Every later format carries owner names and device numbers.
+        owner = caches.owners.get(owner_f)
+        if owner is None:
+            owner = caches.owners[owner_f] = _owner(owner_f)
+        if fmt == _USTAR:
+            prefix = prefix_f.partition(b"\0")[0]
+        elif fmt == _GNU:
+            prefix = _gnu_prefix(prefix_f)
+        else:
+            prefix = _cstring(prefix_f[:131])
+            _numeric(prefix_f[131:143])  # STAR atime and ctime: Go parses them, so
+            _numeric(prefix_f[143:155])  # a malformed one fails the header
+    except ValueError as exc:
+        raise TarFormatError(f"invalid tar header at offset {offset}: {exc}") from None
+    if prefix:
+        name = prefix + b"/" + name
+    uname, gname, devmajor, devminor = owner
+    return typeflag, name, linkname, size, mode, uid, gid, mtime, uname, gname, devmajor, devminor
+
+
+def _apply_pax(
+    records: dict[bytes, bytes], fields: HeaderFields, offset: int
+) -> tuple[bytes, bytes, str, str, int, int, int, int, int]:
+    """Go's mergePAX: (name, linkname, uname, gname, uid, gid, size, mtime, nanos) after the
+    entry's PAX records override its header; an empty value keeps the header's value."""
+    _, name, linkname, size, _, uid, gid, mtime, uname, gname, _, _ = fields
+    nanos = 0
+    try:
+        for key, value in records.items():
+            if not value:
+                continue
+            if key == b"path":
+                name = value
+            elif key == b"linkpath":
+                linkname = value
+            elif key == b"uname":
+                uname = _text(value)
+            elif key == b"gname":
+                gname = _text(value)
+            elif key == b"uid":
+                uid = _parse_int64(value)
+            elif key == b"gid":
+                gid = _parse_int64(value)
+            elif key == b"size":
+                size = _parse_int64(value)
+            elif key == b"mtime":
+                mtime, nanos = _parse_pax_time(value)
+            elif key == b"atime" or key == b"ctime":
+                _parse_pax_time(value)  # unused, but Go rejects a malformed one
+    except ValueError as exc:
+        raise TarFormatError(f"invalid PAX record for the tar entry at offset {offset}: {exc}") from None
+    return name, linkname, uname, gname, uid, gid, size, mtime, nanos
+
+
 # -- the builder ----------------------------------------------------------------------------------
 
 
@@ -266,8 +415,7 @@ class TocBuilder:
         self._long_link = b""
         self._end: int | None = None
         self._times: dict[int, str] = {}  # whole-second mtime -> mod_time text
-        self._numbers: dict[bytes, int] = {}  # raw numeric header field -> value
-        self._owners: dict[bytes, str] = {}  # raw uname/gname field -> text
+        self._caches = HeaderCaches()
 
     @property
     def done(self) -> bool:
@@ -284,6 +432,7 @@ class TocBuilder:
         the end of the archive was reached (Go's Next() returned io.EOF); later feeds are ignored."""
         if self._end is not None:
             return False
+        self._caches.bound()  # once per chunk: cheaper than per header, and a chunk adds few
         view = data if isinstance(data, bytes) else memoryview(data).cast("B")
         n = len(view)
         base = self._pos
@@ -351,6 +500,7 @@ class TocBuilder:
         return self._finish_record(bytes(unit[start : start + self._need]))
 
     def _header(self, unit: bytes | memoryview, start: int, end: int) -> int:
+        """A header block: the end-of-archive marker, an extension record's header or an entry."""
         offset = end - BLOCK
         # Byte sum of the block from two adler32 halves: the low 16 bits are 1 + the sum of the
         # bytes modulo 65521, which is exact for 256 bytes (at most 65,280), and it runs in C.
@@ -362,143 +512,43 @@ class TocBuilder:
         if total == 0:  # bytes are never negative: a zero sum is an all-zero block
             self._want = _WANT_SECOND_ZERO
             return 0
-        (
-            name,
-            mode_f,
-            uid_f,
-            gid_f,
-            size_f,
-            mtime_f,
-            chksum_f,
-            typeflag,
-            link_f,
-            magic,
-            version,
-            uname_f,
-            gname_f,
-            major_f,
-            minor_f,
-            prefix_f,
-            _unused,
-            trailer,
-        ) = _HEADER.unpack_from(unit, start)
-
-        # Go's getFormat: the stored checksum must match the unsigned or the signed byte sum,
-        # with the checksum field itself counted as eight spaces.
-        expected = total - sum(chksum_f) + 8 * 0x20
-        try:
-            stored = int(chksum_f[:6], 8) if chksum_f[6:] == b"\0 " and chksum_f[:6].isdigit() else _octal(chksum_f)
-        except ValueError:
-            stored = None
-        if stored is None or (stored != expected and stored != self._signed_sum(unit, start)):
-            raise TarFormatError(f"invalid tar header at offset {offset}: checksum mismatch (not a tar stream?)")
-        if magic == _MAGIC_USTAR:
-            fmt = _STAR if trailer == _TRAILER_STAR else _USTAR
-        elif magic == _MAGIC_GNU and version == _VERSION_GNU:
-            fmt = _GNU
-        else:
-            fmt = _V7
-
-        # Mode, owner, mtime and device fields repeat across a layer: each distinct raw field is
-        # parsed once. Sizes vary too much to be worth it.
-        numbers, owners = self._numbers, self._owners
-        if len(numbers) > _FIELD_CACHE_LIMIT or len(owners) > _FIELD_CACHE_LIMIT:
-            numbers.clear()
-            owners.clear()
-        try:
-            name = name.partition(b"\0")[0]
-            linkname = link_f.partition(b"\0")[0]
-            size = _number(size_f)
-            mode = numbers.get(mode_f)
-            if mode is None:
-                mode = numbers[mode_f] = _number(mode_f)
-            uid = numbers.get(uid_f)
-            if uid is None:
-                uid = numbers[uid_f] = _number(uid_f)
-            gid = numbers.get(gid_f)
-            if gid is None:
-                gid = numbers[gid_f] = _number(gid_f)
-            mtime = numbers.get(mtime_f)
-            if mtime is None:
-                mtime = numbers[mtime_f] = _number(mtime_f)
-            if fmt != _V7:  # every later format carries owner names and device numbers
-                uname = owners.get(uname_f)
-                if uname is None:
-                    uname = owners[uname_f] = _text(_cstring(uname_f))
-                gname = owners.get(gname_f)
-                if gname is None:
-                    gname = owners[gname_f] = _text(_cstring(gname_f))
-                devmajor = numbers.get(major_f)
-                if devmajor is None:
-                    devmajor = numbers[major_f] = _number(major_f)
-                devminor = numbers.get(minor_f)
-                if devminor is None:
-                    devminor = numbers[minor_f] = _number(minor_f)
-                if fmt == _USTAR:
-                    prefix = prefix_f.partition(b"\0")[0]
-                elif fmt == _GNU:
-                    prefix = self._gnu_prefix(prefix_f)
-                else:
-                    prefix = _cstring(prefix_f[:131])
-                    _numeric(prefix_f[131:143])  # STAR atime and ctime: Go parses them, so
-                    _numeric(prefix_f[143:155])  # a malformed one fails the header
-                if prefix:
-                    name = prefix + b"/" + name
-            else:
-                uname = gname = ""
-                devmajor = devminor = 0
-        except ValueError as exc:
-            raise TarFormatError(f"invalid tar header at offset {offset}: {exc}") from None
-
+        fields = parse_header(unit, start, offset, total, self._caches)
+        typeflag = fields[0]
         # Go's first handleRegularFile runs on the raw header, before any extension applies.
-        if size < 0 and typeflag not in _HEADER_ONLY_FLAGS:
-            raise TarFormatError(f"tar header at offset {offset} has a negative size ({size})")
+        if fields[3] < 0 and typeflag not in _HEADER_ONLY_FLAGS:
+            raise TarFormatError(f"tar header at offset {offset} has a negative size ({fields[3]})")
         if typeflag in _EXTENSIONS:
-            if size > MAX_SPECIAL_FILE:
-                raise TarFormatError(
-                    f"extension header at offset {offset} holds {size} bytes, over the {MAX_SPECIAL_FILE}-byte limit"
-                )
-            self._record = (typeflag, offset, -size % BLOCK)
-            if size == 0:
-                return self._finish_record(b"")
-            self._want = _WANT_RECORD
-            self._need = size
-            return 0
+            return self._extension_header(typeflag, fields[3], offset)
         if typeflag == b"g":
             raise UnsupportedLayerError(
-                f"tar entry {_text(name)!r} at offset {offset} has {_describe_type(typeflag)}, "
+                f"tar entry {_text(fields[1])!r} at offset {offset} has {_describe_type(typeflag)}, "
                 "which the ztoc format cannot describe"
             )
+        return self._entry_header(fields, offset, end)
 
+    def _extension_header(self, typeflag: bytes, size: int, offset: int) -> int:
+        """A PAX 'x' or GNU 'L'/'K' header: its record follows; it applies to the next entry."""
+        if size > MAX_SPECIAL_FILE:
+            raise TarFormatError(
+                f"extension header at offset {offset} holds {size} bytes, over the {MAX_SPECIAL_FILE}-byte limit"
+            )
+        self._record = (typeflag, offset, -size % BLOCK)
+        if size == 0:
+            return self._finish_record(b"")
+        self._want = _WANT_RECORD
+        self._need = size
+        return 0
+
+    def _entry_header(self, fields: HeaderFields, offset: int, end: int) -> int:
+        """An entry's own header (after its extensions, if any): one FileMetadata; returns the
+        bytes of data and padding to skip."""
+        typeflag, name, linkname, size, mode, uid, gid, mtime, uname, gname, devmajor, devminor = fields
         xattrs: tuple[tuple[bytes, bytes], ...] = ()
         nanos = 0
         records = self._pax
         if records is not None:
             self._pax = None
-            try:
-                for key, value in records.items():
-                    if not value:
-                        continue  # an empty value keeps the header's value
-                    if key == b"path":
-                        name = value
-                    elif key == b"linkpath":
-                        linkname = value
-                    elif key == b"uname":
-                        uname = _text(value)
-                    elif key == b"gname":
-                        gname = _text(value)
-                    elif key == b"uid":
-                        uid = _parse_int64(value)
-                    elif key == b"gid":
-                        gid = _parse_int64(value)
-                    elif key == b"size":
-                        size = _parse_int64(value)
-                    elif key == b"mtime":
-                        mtime, nanos = _parse_pax_time(value)
-                    elif key == b"atime" or key == b"ctime":
-                        _parse_pax_time(value)  # unused, but Go rejects a malformed one
-            except ValueError as exc:
-                raise TarFormatError(f"invalid PAX record for the tar entry at offset {offset}: {exc}") from None
+            name, linkname, uname, gname, uid, gid, size, mtime, nanos = _apply_pax(records, fields, offset)
             xattrs = tuple(sorted(records.items()))
         if self._long_name:
             name = self._long_name
@@ -526,19 +576,21 @@ class TocBuilder:
 
         if nanos:
             mod_time = format_mod_time(mtime, nanos)
-        elif mtime in self._times:  # layers reuse a handful of mtimes: format each once
-            mod_time = self._times[mtime]
         else:
-            if len(self._times) >= _TIME_CACHE_LIMIT:
-                self._times.clear()
-            mod_time = self._times[mtime] = format_mod_time(mtime)
+            times = self._times  # layers reuse a handful of mtimes: format each once
+            cached = times.get(mtime)
+            if cached is None:
+                if len(times) >= _TIME_CACHE_LIMIT:
+                    times.clear()
+                cached = times[mtime] = format_mod_time(mtime)
+            mod_time = cached
         self._entries.append(
             FileMetadata(
-                _text(name),
+                name.decode("utf-8", "surrogateescape"),  # _text, inlined: once per entry
                 kind,
                 end,
                 size,
-                _text(linkname),
+                linkname.decode("utf-8", "surrogateescape"),
                 mode,
                 uid & 0xFFFFFFFF,
                 gid & 0xFFFFFFFF,
@@ -567,27 +619,6 @@ class TocBuilder:
         else:
             self._long_link = _cstring(data)
         return padding
-
-    @staticmethod
-    def _signed_sum(unit: bytes | memoryview, start: int) -> int:
-        """The byte sum with bytes read as int8 (old writers), checksum field as spaces."""
-        block = bytes(unit[start : start + BLOCK])
-        high = sum(1 for byte in block[:148] + block[156:] if byte & 0x80)
-        return sum(block[:148]) + sum(block[156:]) - 256 * high + 8 * 0x20
-
-    @staticmethod
-    def _gnu_prefix(prefix_f: bytes) -> bytes:
-        """GNU headers hold atime and ctime where ustar has its prefix. Go parses them, and when
-        either fails it takes the field as a ustar prefix, if ASCII (files from Go before 1.8)."""
-        try:
-            if prefix_f[0]:
-                _numeric(prefix_f[0:12])
-            if prefix_f[12]:
-                _numeric(prefix_f[12:24])
-        except ValueError:
-            candidate = _cstring(prefix_f)
-            return candidate if candidate.isascii() else b""
-        return b""
 
 
 def build_toc(stream: BinaryIO, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> TocResult:

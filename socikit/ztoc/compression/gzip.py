@@ -95,6 +95,12 @@ class GzipZinfo:
         window = bytes(self._blob[base + 17 : base + RECORD_SIZE])
         return Checkpoint(c_in, c_out, bits, window)
 
+    def offsets(self, index: int) -> tuple[int, int, int]:
+        """(`in`, `out`, `bits`) of checkpoint `index` without copying its window."""
+        if not 0 <= index < self.count:
+            raise IndexError(f"checkpoint {index} out of range 0..{self.count - 1}")
+        return self._offsets(index)
+
     def _offsets(self, index: int) -> tuple[int, int, int]:
         if self._v1:
             if index == 0:
