@@ -76,7 +76,12 @@ LAMBDA_NOTE = (
 )
 
 
-def lambda_note(index_version: str) -> None:
-    """After a SOCI v2 result, on stderr (so --json output stays one document)."""
-    if index_version == "v2":
+def lambda_note(index_version: str, *, json_output: bool) -> None:
+    """After a SOCI v2 result: the last line of the summary, or on stderr beside --json output
+    (which stays one JSON document)."""
+    if index_version != "v2":
+        return
+    if json_output:
         sys.stderr.write(LAMBDA_NOTE + "\n")
+    else:
+        say(LAMBDA_NOTE)

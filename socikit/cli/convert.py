@@ -150,7 +150,7 @@ def convert_command(
         if result.tag_move is not None:
             sys.stderr.write(f"note: the tag {result.tag_move}\n")
         _summary(result, json_output)
-        lambda_note(result.index_version)
+        lambda_note(result.index_version, json_output=json_output)
 
 
 @app.command("create")

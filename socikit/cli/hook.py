@@ -64,7 +64,7 @@ def report_outcomes(outcomes: list[HookOutcome], json_output: bool) -> None:
     else:
         for o in outcomes:
             say(f"{o.source} -> {o.destination}: {conversion_line(o.result)}")
-    lambda_note(outcomes[0].result.index_version if outcomes else "")
+    lambda_note(outcomes[0].result.index_version if outcomes else "", json_output=json_output)
 
 
 def read_metadata(path: Path) -> list[BuildRecord]:

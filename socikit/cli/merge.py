@@ -92,4 +92,4 @@ def merge_command(
             say(conversion_line(result.conversion) if result.conversion is not None
                 else f"merged index {result.result.digest} -> {destination}")
         if result.conversion is not None:
-            lambda_note(result.conversion.index_version)
+            lambda_note(result.conversion.index_version, json_output=json_output)

@@ -262,7 +262,7 @@ def test_hook_converts_a_buildah_archive_by_the_reported_digest(
     (outcome,) = json.loads(result.stdout)
     assert outcome["source"] == f"oci-archive:{buildah_archive}@{digest}"
     assert outcome["index_version"] == "v1" and outcome["result"]["digest"] == digest
-    assert "AWS Lambda" not in result.stderr
+    assert "AWS Lambda" not in result.stdout + result.stderr
     assert outcome["platforms"][0]["platform"] == "linux/arm64"
     _validate_deep(dst)
 

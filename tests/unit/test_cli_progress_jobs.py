@@ -41,8 +41,8 @@ def test_plain_progress_is_one_line_per_layer_on_stderr(tmp_path: Path) -> None:
     assert _layer_lines(first.stderr, BUILT) == {d[7:19] for d in LAYERS}
     assert "writing 3 ztocs and 2 SOCI indexes" in first.stderr.splitlines()
     assert "\x1b" not in first.stderr + first.stdout
-    assert first.stdout.splitlines()[-1].startswith("result sha256:" + hashlib.sha256(GOLDEN_INDEX).hexdigest())
-    assert len(first.stdout.splitlines()) == 3  # one line per platform and the result
+    assert first.stdout.splitlines()[-2].startswith("result sha256:" + hashlib.sha256(GOLDEN_INDEX).hexdigest())
+    assert len(first.stdout.splitlines()) == 4  # one line per platform, the result and the AWS Lambda note
 
     again = _convert(tmp_path, "--progress", "plain", root=root)
     assert again.returncode == 0, again.stderr
@@ -53,7 +53,8 @@ def test_plain_progress_is_one_line_per_layer_on_stderr(tmp_path: Path) -> None:
 def test_no_progress_is_silent(tmp_path: Path) -> None:
     result = _convert(tmp_path, "--progress", "none", root=tmp_path / "root")
     assert result.returncode == 0 and result.stderr == ""
-    assert len(result.stdout.splitlines()) == 3
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4 and lines[-1].startswith("note: AWS Lambda")
 
 
 def test_auto_progress_is_plain_off_a_terminal(tmp_path: Path) -> None:
