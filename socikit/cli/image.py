@@ -52,7 +52,7 @@ def rpull_command(
     """Pull an image through containerd's API, with the labels that let a remote snapshotter
     (socikit's or soci's) serve layers lazily; `ctr run --snapshotter NAME` then runs it."""
     with errors_to_exit():
-        from socikit.containerd.rpull import RpullOptions, rpull
+        from socikit.pipeline.rpull import RpullOptions, rpull
 
         options = RpullOptions(
             snapshotter=snapshotter,

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from socikit.content.base import Closing, ImageSink, ImageSource
+from socikit.content.base import Closing, ImageSink, ImageSource, OpensBlobsInWorkers, WritesReferrers
 from socikit.errors import ImageError
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor, Platform, descriptor_for
@@ -285,7 +285,8 @@ class MergedSource(Closing):
         self.inputs = list(inputs)
         self._manifests = {e.descriptor.digest: e.data for e in plan.entries}
         # Worker processes can read layers only when every input can open blobs from another process.
-        openers = [getattr(item.source, "blob_opener", None) for item in inputs]
+        openers = [item.source.blob_opener if isinstance(item.source, OpensBlobsInWorkers) else None
+                   for item in inputs]
         usable = [opener for opener in openers if opener is not None]
         self.blob_opener: Callable[[Descriptor], BinaryIO] | None = None
         if len(usable) == len(openers):
@@ -322,9 +323,6 @@ class _RoutingSink(Closing):
         self._sink = sink
         self._merged = merged
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sink, name)  # write_referrer and the rest of the sink's API
-
     def has_blob(self, desc: Descriptor) -> bool:
         return self._sink.has_blob(desc)
 
@@ -341,6 +339,11 @@ class _RoutingSink(Closing):
 
     def tag(self, desc: Descriptor) -> None:
         self._sink.tag(desc)
+
+    def write_referrer(self, desc: Descriptor, data: bytes, subject: Descriptor) -> None:
+        if not isinstance(self._sink, WritesReferrers):
+            raise ImageError(f"{type(self._sink).__name__} cannot store SOCI v1 indexes")
+        self._sink.write_referrer(desc, data, subject)
 
 
 def _write_merged(plan: MergePlan, merged: MergedSource, sink: ImageSink) -> None:

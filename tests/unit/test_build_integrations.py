@@ -21,7 +21,7 @@ from socikit.integrations.buildx import (
     plan_build,
     user_metadata_file,
 )
-from socikit.integrations.container import USAGE, convert_argv
+from socikit.cli.container import USAGE, convert_argv
 from socikit.integrations.hook import plan_jobs
 from socikit.integrations.metadata import BuildRecord, parse_metadata
 from tests.cliparse import parse_command_line

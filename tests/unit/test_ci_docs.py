@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from socikit.integrations.container import convert_argv
+from socikit.cli.container import convert_argv
 from tests.cliparse import parse_command_line
 from tests.vectors import REPO_ROOT
 

@@ -12,10 +12,10 @@ import pytest
 from socikit.containerd import labels as lb
 from socikit.containerd.content import ref_key
 from socikit.containerd.leases import expiry_label
-from socikit.containerd.rpull import image_name, parse_registry_reference
 from socikit.errors import ImageReferenceError
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor
+from socikit.pipeline.rpull import image_name, parse_registry_reference
 
 GZIP = mt.MEDIA_TYPE_OCI_LAYER_GZIP
 

@@ -38,9 +38,11 @@ TIERS: dict[str, int] = {
     "socikit.pipeline": 5,
     "socikit.validate": 5,
     "socikit.snapshotter": 5,
-    # T6: the command line; nothing imports it
-    "socikit.cli": 6,
-    "socikit.__main__": 6,
+    # T6: build-system integrations (docker buildx, the builder container) over the pipeline
+    "socikit.integrations": 6,
+    # T7: the command line; nothing imports it
+    "socikit.cli": 7,
+    "socikit.__main__": 7,
 }
 
 # Imports allowed between different units of one tier: (importing unit, imported module prefix).

@@ -12,7 +12,7 @@ come from the environment, spelled as the sample SOCI index builders spell them:
     PLAIN_HTTP          true for registries without TLS
     DOCKER_CONFIG       directory holding the mounted config.json with registry credentials
 
-`python3 -m socikit.integrations.container IMAGE [DEST]`; the mapping is a pure function.
+`python3 -m socikit.cli.container IMAGE [DEST]`; the mapping is a pure function.
 """
 
 from __future__ import annotations
