@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from socikit.cli import app
+from socikit.cli.container import USAGE, convert_argv
 from socikit.errors import ImageError
 from socikit.integrations.buildx import (
     BUILDX_MISSING,
@@ -21,7 +22,6 @@ from socikit.integrations.buildx import (
     plan_build,
     user_metadata_file,
 )
-from socikit.cli.container import USAGE, convert_argv
 from socikit.integrations.hook import plan_jobs
 from socikit.integrations.metadata import BuildRecord, parse_metadata
 from tests.cliparse import parse_command_line
