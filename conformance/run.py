@@ -2,7 +2,8 @@
 
     python3 -m conformance.run --command 'socikit convert --span-size {span_size} \\
         --min-layer-size {min_layer_size} --build-tool-id {build_tool_id} {platform_flags} \\
-        oci:{input}:latest oci:{out}:latest' [--vectors DIR] [--vector NAME ...] [--json FILE]
+        {optimization_flags} {prefetch_flags} oci:{input}:latest oci:{out}:latest' \\
+        [--vectors DIR ...] [--vector NAME ...] [--json FILE]
 
 Exit status 0 when every vector passed (identical bytes and a passing validation), 1 otherwise.
 See conformance/README.md and docs/conformance.md.
@@ -20,6 +21,7 @@ from conformance.suite import VectorResult, run_vector, vector_dirs
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VECTORS = REPO / "conformance" / "vectors"
+EXTRA_VECTORS = REPO / "conformance" / "vectors-extra"  # made by socikit, not the reference
 
 
 def _line(result: VectorResult) -> str:
@@ -44,10 +46,14 @@ def main(argv: list[str] | None = None) -> int:
         "--command",
         required=True,
         help="producer command template; fields: {input} {out} {span_size} {min_layer_size} "
-        "{build_tool_id} {platforms} {platform_flags} {vector}",
+        "{build_tool_id} {platforms} {platform_flags} {optimization_flags} {prefetch_flags} {vector}",
     )
     parser.add_argument(
-        "--vectors", type=Path, default=DEFAULT_VECTORS, help="directory of vector directories"
+        "--vectors",
+        type=Path,
+        action="append",
+        help=f"directory of vector directories (repeatable; default {DEFAULT_VECTORS.relative_to(REPO)}; "
+        f"socikit's own extra cases are in {EXTRA_VECTORS.relative_to(REPO)})",
     )
     parser.add_argument("--vector", action="append", dest="names", help="run only this vector (repeatable)")
     parser.add_argument("--tag", default="latest", help="tag the producer writes in OUT (default: latest)")
@@ -65,7 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600, help="seconds allowed per command run")
     args = parser.parse_args(argv)
 
-    vectors = vector_dirs(args.vectors, args.names)
+    roots = args.vectors or [DEFAULT_VECTORS]
+    vectors = [v for root in roots for v in vector_dirs(root)]
+    if args.names:
+        by_name = {v.name: v for v in vectors}
+        missing = [n for n in args.names if n not in by_name]
+        if missing:
+            parser.error(f"no such vector(s): {', '.join(missing)}")
+        vectors = [by_name[n] for n in args.names]
     with tempfile.TemporaryDirectory(prefix="soci-conformance-") as tmp:
         workdir = args.workdir or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)

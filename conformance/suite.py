@@ -1,11 +1,13 @@
 """Run a SOCI producer over conformance vectors and judge what it wrote.
 
 A vector is a directory with `input/` (an OCI layout tagged `latest`), `params.json` (span_size,
-min_layer_size, platforms, build_tool_id) and `expected-current/` (the reference's current output,
-files named by sha256). For each vector the producer command is run with the vector's parameters
-substituted; then (1) every artifact it wrote that the reference also wrote is compared byte for
-byte (the image index its tag points at, each manifest, SOCI index and ztoc), and (2) socikit's
-validator runs over the output image.
+min_layer_size, platforms, build_tool_id; optionally `optimizations`, e.g. ["xattr"], and
+`prefetch_files`, paths inside the image) and `expected-current/` (the expected output, files named
+by sha256: the reference's current output, or socikit's for the cases in vectors-extra/). For
+each vector the producer command is run with the vector's parameters substituted; then (1) every
+artifact it wrote that the expected output has is compared byte for byte (the image index its tag
+points at, each manifest, SOCI index, ztoc and prefetch artifact), and (2) socikit's validator runs
+over the output image.
 """
 
 from __future__ import annotations
@@ -93,7 +95,9 @@ def vector_dirs(root: Path, names: list[str] | None = None) -> list[Path]:
 def substitutions(vector: Path, out: Path) -> dict[str, str]:
     """Template fields, each already shell-quoted: {input} {out} {span_size} {min_layer_size}
     {build_tool_id} {platforms} (comma list or "all") {platform_flags} (`--platform P` per platform,
-    or `--all-platforms`) {vector} (the vector's name)."""
+    or `--all-platforms`) {optimization_flags} (`--optimizations O` per optimization, empty for
+    most vectors) {prefetch_flags} (`--prefetch-file P` per path, empty for most) {vector} (the
+    vector's name)."""
     params = json.loads((vector / "params.json").read_text())
     platforms = params.get("platforms", [])
     if platforms == "all":
@@ -110,8 +114,18 @@ def substitutions(vector: Path, out: Path) -> dict[str, str]:
         "build_tool_id": shlex.quote(str(params["build_tool_id"])),
         "platforms": shlex.quote(platform_list),
         "platform_flags": platform_flags,
+        "optimization_flags": " ".join(f"--optimizations {shlex.quote(o)}" for o in params.get("optimizations", [])),
+        "prefetch_flags": " ".join(f"--prefetch-file {shlex.quote(p)}" for p in params.get("prefetch_files", [])),
         "vector": shlex.quote(vector.name),
     }
+
+
+def missing_fields(vector: Path, command: str) -> list[str]:
+    """Template fields a vector needs (its params ask for flags) that `command` does not use:
+    without them the producer would build something else and only the byte comparison would say so."""
+    needed = {"optimization_flags": "optimizations", "prefetch_flags": "prefetch_files"}
+    params = json.loads((vector / "params.json").read_text())
+    return [f"{{{field}}}" for field, key in needed.items() if params.get(key) and f"{{{field}}}" not in command]
 
 
 def _digest_of(file: Path) -> str:
@@ -145,10 +159,10 @@ def _first_difference(have: bytes, want: bytes) -> str:
 
 def compare_output(expected: Path, out: Path, *, tag: str = "latest", v1: bool = False) -> list[Comparison]:
     """Compare the producer's layout `out` with `expected` (expected-current/). v2 mode: the image
-    index `tag` points at, every manifest, v2 SOCI index and ztoc; v1 mode: the v1 SOCI indexes
-    and ztocs (the image itself is left as it was)."""
+    index `tag` points at, every manifest, v2 SOCI index, ztoc and prefetch artifact; v1 mode: the
+    v1 SOCI indexes, ztocs and prefetch artifacts (the image itself is left as it was)."""
     results = []
-    wanted = ("soci-index-v1-", "ztoc-") if v1 else ("manifest-", "soci-index-v2-", "ztoc-")
+    wanted = ("soci-index-v1-", "ztoc-", "prefetch-") if v1 else ("manifest-", "soci-index-v2-", "ztoc-", "prefetch-")
     if not v1:
         converted = (expected / "converted-index.json").read_bytes()
         want_digest = "sha256:" + hashlib.sha256(converted).hexdigest()
@@ -195,6 +209,12 @@ def run_vector(
     then compare and validate the output."""
     out = workdir / vector.name
     rendered = command.format(**substitutions(vector, out))
+    missing = missing_fields(vector, command)
+    if missing:
+        return VectorResult(
+            vector.name, rendered, None, 0.0,
+            error=f"the vector's params need {', '.join(missing)} in the command template",
+        )
     started = time.monotonic()
     try:
         proc = subprocess.run(rendered, shell=True, capture_output=True, text=True, timeout=timeout)
@@ -221,4 +241,12 @@ def run_vector(
     return result
 
 
-__all__ = ["Comparison", "VectorResult", "compare_output", "run_vector", "substitutions", "vector_dirs"]
+__all__ = [
+    "Comparison",
+    "VectorResult",
+    "compare_output",
+    "missing_fields",
+    "run_vector",
+    "substitutions",
+    "vector_dirs",
+]

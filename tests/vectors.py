@@ -1,4 +1,6 @@
-"""Access to the golden conformance vectors shipped in conformance/vectors (made by the reference Go tools)."""
+"""Access to the golden conformance vectors shipped in conformance/vectors (made by the reference Go tools)
+and to socikit's own extra cases in conformance/vectors-extra (made by scripts/make_extra_vectors.py
+from the fact sheet's rules, for features the reference vectors do not exercise)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONFORMANCE = REPO_ROOT / "conformance"
 VECTORS_DIR = CONFORMANCE / "vectors"
+EXTRA_VECTORS_DIR = CONFORMANCE / "vectors-extra"
 # The OCI project's own schema files are not ours to ship; the one test that cross-checks against
 # them looks for a sibling checkout and skips without it.
 OCI_SCHEMA_CHECKOUT = REPO_ROOT.parent / "shared" / "reference" / "oci-image-spec-schema" / "v1.1.1"
@@ -57,3 +60,8 @@ class Vector:
 
 def all_vectors() -> list[Vector]:
     return [Vector(p.name, p) for p in sorted(VECTORS_DIR.iterdir()) if p.is_dir()]
+
+
+def extra_vectors() -> list[Vector]:
+    """The socikit-made cases (params may carry `optimizations` and `prefetch_files`)."""
+    return [Vector(p.name, p) for p in sorted(EXTRA_VECTORS_DIR.iterdir()) if (p / "params.json").is_file()]

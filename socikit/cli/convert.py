@@ -13,6 +13,7 @@ from socikit.cli.app import app
 from socikit.cli.console import errors_to_exit, lambda_note, print_json, say
 from socikit.cli.progress import MODES, ProgressRenderer
 from socikit.cli.registry_options import CertDir, PlainHttp, TlsVerify, User, registry_options
+from socikit.errors import FormatError, ImageError
 from socikit.oci import mediatypes as mt
 
 if TYPE_CHECKING:
@@ -41,6 +42,32 @@ JsonOut = Annotated[bool, typer.Option("--json", help="Print a machine-readable 
 ProgressMode = Annotated[str, typer.Option("--progress", help="auto (rich on a terminal, plain in CI), plain or none.")]
 NoValidate = Annotated[bool, typer.Option("--no-validate", help="Skip validating the result before writing it.")]
 NoCache = Annotated[bool, typer.Option("--no-cache", help="Rebuild every ztoc instead of reusing cached ones.")]
+Force = Annotated[
+    bool,
+    typer.Option(
+        "--force", "-f", help="Rebuild every ztoc even when the ztoc cache has it, and store the rebuilt one there."
+    ),
+]
+Optimizations = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--optimizations",
+        help="Build optimization (repeatable); only 'xattr': mark the ztocs of layers without "
+        "xattrs or opaque directories with com.amazon.soci.disable-xattrs.",
+    ),
+]
+PrefetchFile = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--prefetch-file",
+        help="A file inside the image (e.g. /app/main.py) whose spans the snapshotter fetches first "
+        "(repeatable): one prefetch artifact per layer holding such files.",
+    ),
+]
+PrefetchFilesJson = Annotated[
+    Path | None,
+    typer.Option("--prefetch-files-json", help="A JSON file holding an array of such paths.", dir_okay=False),
+]
 Root = Annotated[
     Path | None,
     typer.Option(
@@ -53,6 +80,9 @@ Root = Annotated[
 
 
 def _summary(result: ConversionResult, json_output: bool) -> None:
+    for p in result.platforms:  # on stderr whatever --progress and --json say: the user asked for these files
+        for path, why in p.prefetch_skipped:
+            sys.stderr.write(f"note: prefetch {path!r} ({p.platform}): {why}\n")
     if json_output:
         print_json(result.to_json())
         return
@@ -74,13 +104,39 @@ def _options(
     build_tool_id: str,
     jobs: int | None,
     progress: str,
+    *,
+    optimizations: list[str] | None = None,
+    force: bool = False,
+    prefetch_files: list[str] | None = None,
+    prefetch_files_json: Path | None = None,
 ) -> ConvertOptions:
-    """The flags shared by convert and create, checked and turned into pipeline options."""
+    """The flags shared by convert and create, checked and turned into pipeline options. Raises
+    SocikitError for an unreadable or malformed --prefetch-files-json (call inside errors_to_exit)."""
     if all_platforms and platform:
         raise typer.BadParameter("--all-platforms and --platform exclude each other")
     if progress not in MODES:
         raise typer.BadParameter(f"--progress takes one of {', '.join(MODES)}")
     from socikit.pipeline.convert import ConvertOptions
+    from socikit.soci.index import parse_optimization
+    from socikit.soci.prefetch import clean_prefetch_path, loads_prefetch_files_json, prefetch_path_list
+
+    try:
+        chosen = tuple(dict.fromkeys(parse_optimization(o) for o in optimizations or ()))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--optimizations") from None
+    paths = prefetch_path_list(prefetch_files or ())
+    if prefetch_files_json is not None:
+        try:
+            data = prefetch_files_json.read_bytes()
+        except OSError as exc:
+            why = exc.strerror or exc
+            raise ImageError(f"cannot read --prefetch-files-json {prefetch_files_json}: {why}") from None
+        try:
+            paths += loads_prefetch_files_json(data)
+        except FormatError as exc:
+            raise FormatError(f"{prefetch_files_json}: {exc}") from None
+    for path in paths:
+        clean_prefetch_path(path)  # the root is refused before any layer is read
 
     return ConvertOptions(
         index_version=version,
@@ -90,6 +146,9 @@ def _options(
         min_layer_size=min_layer_size,
         build_tool_identifier=build_tool_id,
         jobs=jobs or os.cpu_count() or 1,
+        optimizations=chosen,
+        prefetch_paths=tuple(paths),
+        force=force,
     )
 
 
@@ -124,6 +183,10 @@ def convert_command(
     progress: ProgressMode = "auto",
     no_validate: NoValidate = False,
     no_cache: NoCache = False,
+    force: Force = False,
+    optimizations: Optimizations = None,
+    prefetch_file: PrefetchFile = None,
+    prefetch_files_json: PrefetchFilesJson = None,
     root: Root = None,
     plain_http: PlainHttp = False,
     tls_verify: TlsVerify = "true",
@@ -137,10 +200,12 @@ def convert_command(
     from socikit.pipeline.run import run_convert
     from socikit.settings import default_root
 
-    options = _options(
-        "v1" if v1 else "v2", platform, all_platforms, span_size, min_layer_size, build_tool_id, jobs, progress
-    )
     with errors_to_exit():
+        options = _options(
+            "v1" if v1 else "v2", platform, all_platforms, span_size, min_layer_size, build_tool_id, jobs, progress,
+            optimizations=optimizations, force=force, prefetch_files=prefetch_file,
+            prefetch_files_json=prefetch_files_json,
+        )
         reg = registry_options(plain_http, tls_verify, cert_dir, user)
         cache = None if no_cache else ZtocCache(root or default_root())
         with ProgressRenderer(progress) as renderer:
@@ -166,6 +231,10 @@ def create_command(
     progress: ProgressMode = "auto",
     no_validate: NoValidate = False,
     no_cache: NoCache = False,
+    force: Force = False,
+    optimizations: Optimizations = None,
+    prefetch_file: PrefetchFile = None,
+    prefetch_files_json: PrefetchFilesJson = None,
     root: Root = None,
     plain_http: PlainHttp = False,
     tls_verify: TlsVerify = "true",
@@ -177,8 +246,12 @@ def create_command(
     from socikit.pipeline.run import run_create
     from socikit.settings import default_root
 
-    options = _options("v1", platform, all_platforms, span_size, min_layer_size, build_tool_id, jobs, progress)
     with errors_to_exit():
+        options = _options(
+            "v1", platform, all_platforms, span_size, min_layer_size, build_tool_id, jobs, progress,
+            optimizations=optimizations, force=force, prefetch_files=prefetch_file,
+            prefetch_files_json=prefetch_files_json,
+        )
         reg = registry_options(plain_http, tls_verify, cert_dir, user)
         store_root = root or default_root()
         cache = None if no_cache else ZtocCache(store_root)

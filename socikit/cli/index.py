@@ -69,6 +69,10 @@ def info_command(
         store = LocalStore(root or default_root())
         index = store.read_index(digest)
         sys.stdout.write(gojson.dumps_indent(index.to_json()).decode() + "\n")
+        from socikit.soci.prefetch import describe_prefetch  # what each prefetch artifact holds, on stderr
+
+        for desc in index.prefetches:
+            sys.stderr.write(describe_prefetch(desc, store.read_blob(desc.digest)) + "\n")
 
 
 @index_app.command("rm")

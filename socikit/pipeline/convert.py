@@ -26,7 +26,10 @@ from socikit.pipeline.cache import ZtocCache
 from socikit.pipeline.events import Event, LayerOutcome, Message
 from socikit.pipeline.layers import index_layers
 from socikit.soci.convert import convert_to_v2
-from socikit.soci.index import build_soci_index, ztoc_descriptor
+from socikit.soci.index import build_soci_index, layer_needs_no_xattrs, ztoc_descriptor
+from socikit.soci.prefetch import plan_prefetch, prefetch_artifacts
+from socikit.ztoc.model import Ztoc
+from socikit.ztoc.serialize import loads
 
 DEFAULT_BUILD_TOOL_ID = mt.REFERENCE_BUILD_TOOL_ID
 
@@ -42,6 +45,9 @@ class ConvertOptions:
     min_layer_size: int = mt.DEFAULT_MIN_LAYER_SIZE
     build_tool_identifier: str = DEFAULT_BUILD_TOOL_ID
     jobs: int = field(default_factory=lambda: os.cpu_count() or 1)
+    optimizations: tuple[str, ...] = ()  # "xattr": mark layers without xattrs (disable-xattrs)
+    prefetch_paths: tuple[str, ...] = ()  # files to write prefetch artifacts for
+    force: bool = False  # rebuild every ztoc even when the cache has it (and store the new one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +57,8 @@ class PlatformResult:
     soci_index: Descriptor | None  # None: no layer of this platform was indexed
     layers: tuple[LayerOutcome, ...]
     converted_manifest: Descriptor | None = None  # v2 only
+    prefetches: tuple[Descriptor, ...] = ()  # prefetch artifacts in the SOCI index
+    prefetch_skipped: tuple[tuple[str, str], ...] = ()  # (requested path, why it gave no span)
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +94,11 @@ class ConversionResult:
                     "converted_manifest": p.converted_manifest.digest if p.converted_manifest else None,
                     "soci_index": p.soci_index.digest if p.soci_index else None,
                     "layers": [_layer_json(o) for o in p.layers],
+                    "prefetch": [
+                        {"digest": d.digest, "layer": d.annotations.get(mt.ANNOTATION_IMAGE_LAYER_DIGEST, "")}
+                        for d in p.prefetches
+                    ],
+                    "prefetch_skipped": [{"path": path, "reason": why} for path, why in p.prefetch_skipped],
                 }
                 for p in self.platforms
             ],
@@ -200,6 +213,8 @@ def convert_image(
         raise ValueError("copy_image=False is only meaningful for v1 indexes")
     started = time.monotonic()
     emit = on_event or (lambda event: None)
+    if options.force and cache is not None:
+        cache = cache.refreshing()
     image = read_image(source, options)
     all_layers = [layer for _, manifest, _ in image.selected for layer in manifest.layer_list]
     outcomes = index_layers(
@@ -208,6 +223,8 @@ def convert_image(
         while_waiting=(lambda: _prepare_validation(options.index_version)) if validate else None,
     )
     ztoc_blobs: dict[str, bytes] = {}
+    prefetch_blobs: dict[str, bytes] = {}
+    decoded = _Decoded()
     soci_blobs: dict[str, bytes] = {}
     platform_results: list[PlatformResult] = []
     v2_indexes: list[tuple[Descriptor, Platform, Descriptor]] = []  # (manifest, platform, soci index)
@@ -219,9 +236,13 @@ def convert_image(
                 continue
             ztoc_desc = descriptor_for(outcome.ztoc, mt.MEDIA_TYPE_ZTOC)
             ztoc_blobs[ztoc_desc.digest] = outcome.ztoc
-            ztoc_descs.append(
-                ztoc_descriptor(ztoc_desc.digest, ztoc_desc.size, layer=outcome.layer, span_size=options.span_size)
-            )
+            disable_xattrs = "xattr" in options.optimizations and layer_needs_no_xattrs(decoded(outcome))
+            ztoc_descs.append(ztoc_descriptor(ztoc_desc.digest, ztoc_desc.size, layer=outcome.layer,
+                                              span_size=options.span_size, disable_xattrs=disable_xattrs))
+        prefetches, skipped = _prefetch_artifacts(options, layer_outcomes, decoded) if ztoc_descs else ([], ())
+        for prefetch_desc, prefetch_data in prefetches:
+            prefetch_blobs[prefetch_desc.digest] = prefetch_data
+            ztoc_descs.append(prefetch_desc)
         soci_desc = None
         if ztoc_descs:
             subject = Descriptor(media_type=desc.media_type, digest=desc.digest, size=desc.size)
@@ -233,7 +254,8 @@ def convert_image(
             )
             soci_blobs[soci_desc.digest] = data
             v2_indexes.append((desc, platform, soci_desc))
-        platform_results.append(PlatformResult(platform, desc, soci_desc, layer_outcomes))
+        platform_results.append(PlatformResult(platform, desc, soci_desc, layer_outcomes,
+                                               prefetches=tuple(d for d, _ in prefetches), prefetch_skipped=skipped))
     if not soci_blobs:
         raise ImageError(_nothing_indexed(platform_results, options))
     converted = None
@@ -254,13 +276,16 @@ def convert_image(
         if converted is not None:
             validate_converted_index(converted.index_bytes, {d.digest: b for d, b in converted.manifests})
 
-    emit(Message(f"writing {len(ztoc_blobs)} ztocs and {len(soci_blobs)} SOCI indexes"))
+    extra = f", {len(prefetch_blobs)} prefetch artifacts" if prefetch_blobs else ""
+    emit(Message(f"writing {len(ztoc_blobs)} ztocs{extra} and {len(soci_blobs)} SOCI indexes"))
     if copy_image:
         # Layers just indexed were read whole and their digests checked (cached ones were not).
         verified = {o.layer.digest for p in platform_results for o in p.layers if o.ztoc is not None and not o.cached}
         _copy_image_blobs(source, sink, image, verified)
     for data in ztoc_blobs.values():
         sink.write_blob(descriptor_for(data, mt.MEDIA_TYPE_ZTOC), data)
+    for data in prefetch_blobs.values():
+        sink.write_blob(descriptor_for(data, mt.MEDIA_TYPE_SOCI_PREFETCH), data)
     empty = descriptor_for(mt.EMPTY_JSON_BLOB, mt.ARTIFACT_TYPE_SOCI_INDEX_V1)
     sink.write_blob(empty, mt.EMPTY_JSON_BLOB)
 
@@ -286,11 +311,39 @@ def convert_image(
     converted_by_source = dict(converted.manifest_map)
     platform_results = [
         PlatformResult(p.platform, p.manifest, p.soci_index, p.layers,
-                       converted_manifest=converted_by_source.get(p.manifest.digest))
+                       converted_manifest=converted_by_source.get(p.manifest.digest), prefetches=p.prefetches,
+                       prefetch_skipped=p.prefetch_skipped)
         for p in platform_results
     ]
     return ConversionResult(options.index_version, converted.index, tuple(platform_results),
                             time.monotonic() - started)
+
+
+class _Decoded:
+    """ztocs decoded on demand, once per layer (only the xattr optimization and prefetch need them)."""
+
+    def __init__(self) -> None:
+        self._by_layer: dict[str, Ztoc] = {}
+
+    def __call__(self, outcome: LayerOutcome) -> Ztoc:
+        assert outcome.ztoc is not None
+        ztoc = self._by_layer.get(outcome.layer.digest)
+        if ztoc is None:
+            ztoc = self._by_layer[outcome.layer.digest] = loads(outcome.ztoc)
+        return ztoc
+
+
+def _prefetch_artifacts(
+    options: ConvertOptions, outcomes: tuple[LayerOutcome, ...], decoded: _Decoded
+) -> tuple[list[tuple[Descriptor, bytes]], tuple[tuple[str, str], ...]]:
+    """The prefetch artifacts of one platform's SOCI index (none without --prefetch-file) and the
+    requested paths that gave no span, with why: not an error (such a file may be in a layer too
+    small to be indexed, or only in another platform), but the CLI says so."""
+    if not options.prefetch_paths:
+        return [], ()
+    layers = [(o.layer, decoded(o) if o.ztoc is not None else None) for o in outcomes]
+    plan = plan_prefetch(options.prefetch_paths, layers)
+    return prefetch_artifacts(plan, [o.layer for o in outcomes]), tuple(plan.not_prefetched.items())
 
 
 def _manifest_desc(image: _Image, digest: str, data: bytes) -> Descriptor:

@@ -86,7 +86,7 @@ def push_v1(
             validate_soci_index(data, "v1")
         index = store.read_index(entry.descriptor.digest)
         blobs = [Descriptor(media_type=mt.ARTIFACT_TYPE_SOCI_INDEX_V1, digest=mt.EMPTY_JSON_DIGEST,
-                            size=len(mt.EMPTY_JSON_BLOB)), *index.ztocs]
+                            size=len(mt.EMPTY_JSON_BLOB)), *index.ztocs, *index.prefetches]
         for blob in blobs:
             client.push_blob(ref.repository, blob, store.read_blob(blob.digest))
         desc = Descriptor(media_type=mt.MEDIA_TYPE_OCI_MANIFEST, digest=entry.descriptor.digest, size=len(data),

@@ -119,19 +119,23 @@ class LocalStore(Closing):
         return list(seen.values())
 
     def remove(self, digests: set[str]) -> list[str]:
-        """Remove indexes (and ztocs no other stored index needs); returns what was removed."""
+        """Remove indexes (and ztocs and prefetch artifacts no other stored index needs); returns
+        what was removed."""
         stored = {s.descriptor.digest: s for s in self.indexes()}
         missing = digests - stored.keys()
         if missing:
             raise ImageError(f"not in the local store: {', '.join(sorted(missing))}")
-        keep_ztocs = {
-            z.digest for d in stored if d not in digests for z in self.read_index(d).ztocs
-        }
-        drop_ztocs = {z.digest for d in digests for z in self.read_index(d).ztocs} - keep_ztocs
+        keep_ztocs = {z.digest for d in stored if d not in digests for z in _blobs_of(self.read_index(d))}
+        drop_ztocs = {z.digest for d in digests for z in _blobs_of(self.read_index(d))} - keep_ztocs
         self.sink.remove_entries(digests)
         for digest in [*digests, *drop_ztocs]:
             remove_blob(self.layout_dir, digest)
         return sorted(digests)
+
+
+def _blobs_of(index: SociIndex) -> tuple[Descriptor, ...]:
+    """The blobs a stored index lists: its ztocs and prefetch artifacts."""
+    return (*index.ztocs, *index.prefetches)
 
 
 def index_summary(stored: StoredIndex) -> dict[str, object]:

@@ -5,6 +5,9 @@ artifact type, whose layers are the ztoc descriptors (in image-layer order), and
 build tool annotation. v1 also names the image manifest as `subject`; v2 has no subject (the image
 manifest points at it instead). There is no top-level artifactType: the reference never writes one,
 and the snapshotter re-marshals fetched indexes and refuses any whose bytes change.
+
+Prefetch artifacts (reference v0.13+, `socikit.soci.prefetch`) follow the ztoc descriptors in
+`layers`, each tagged only with the digest of the image layer it is for.
 """
 
 from __future__ import annotations
@@ -18,12 +21,41 @@ from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor
 from socikit.oci.digest import sha256_digest
 from socikit.oci.manifest import ImageManifest
+from socikit.ztoc.model import Ztoc
 
 # index version -> artifact type (also the config media type)
 INDEX_VERSIONS = {"v1": mt.ARTIFACT_TYPE_SOCI_INDEX_V1, "v2": mt.ARTIFACT_TYPE_SOCI_INDEX_V2}
 
 # The reference's ErrEmptyIndex message.
 EMPTY_INDEX_MESSAGE = "no ztocs created, all layers either skipped or produced errors"
+
+
+# The reference's optional build optimizations (`soci create/convert --optimizations`).
+OPTIMIZATION_XATTR = "xattr"
+OPTIMIZATIONS = (OPTIMIZATION_XATTR,)
+
+_XATTR_RECORD_PREFIX = b"SCHILY.xattr."
+_OPAQUE_WHITEOUT = ".wh..wh..opq"
+
+
+def parse_optimization(name: str) -> str:
+    """A known optimization name, else ValueError naming the ones there are."""
+    if name not in OPTIMIZATIONS:
+        raise ValueError(f"optimization {name!r} is not a valid optimization (valid: {', '.join(OPTIMIZATIONS)})")
+    return name
+
+
+def layer_needs_no_xattrs(ztoc: Ztoc) -> bool:
+    """The xattr optimization's rule (fact sheet §3): a layer can be mounted without xattr
+    lookups when no TOC entry carries a `SCHILY.xattr.` PAX record (the only records the
+    snapshotter exposes as xattrs) and no entry name ends with the opaque-directory marker
+    (overlayfs learns opaque directories from an xattr the snapshotter sets for them)."""
+    for entry in ztoc.toc:
+        if entry.name.endswith(_OPAQUE_WHITEOUT):
+            return False
+        if any(key.startswith(_XATTR_RECORD_PREFIX) for key, _ in entry.xattrs):
+            return False
+    return True
 
 
 class EmptySociIndexError(ImageError):
@@ -46,6 +78,14 @@ def ztoc_descriptor(
     if disable_xattrs:
         annotations[mt.ANNOTATION_DISABLE_XATTRS] = "true"
     return Descriptor(mt.MEDIA_TYPE_ZTOC, ztoc_digest, ztoc_size, annotations=annotations)
+
+
+def prefetch_descriptor(digest: str, size: int, *, layer_digest: str) -> Descriptor:
+    """The `layers` entry of a SOCI index for a prefetch artifact: only the layer digest is
+    annotated (the reference writes no media type or span size for it)."""
+    return Descriptor(
+        mt.MEDIA_TYPE_SOCI_PREFETCH, digest, size, annotations={mt.ANNOTATION_IMAGE_LAYER_DIGEST: layer_digest}
+    )
 
 
 def build_soci_index(
@@ -103,6 +143,18 @@ class SociIndex:
     def ztocs(self) -> tuple[Descriptor, ...]:
         """The ztoc descriptors (prefetch descriptors and anything else left out)."""
         return tuple(d for d in self.manifest.layer_list if d.media_type == mt.MEDIA_TYPE_ZTOC)
+
+    @property
+    def prefetches(self) -> tuple[Descriptor, ...]:
+        """The prefetch artifact descriptors, in index order."""
+        return tuple(d for d in self.manifest.layer_list if d.media_type == mt.MEDIA_TYPE_SOCI_PREFETCH)
+
+    def prefetches_for_layer(self, layer_digest: str) -> tuple[Descriptor, ...]:
+        """The prefetch artifacts of an image layer (socikit writes at most one; the snapshotter
+        merges the spans of all it finds)."""
+        return tuple(
+            d for d in self.prefetches if d.annotations.get(mt.ANNOTATION_IMAGE_LAYER_DIGEST) == layer_digest
+        )
 
     @property
     def subject(self) -> Descriptor | None:

@@ -549,6 +549,10 @@ class _Validator:
                 continue
             ztoc = self.check_ztoc(desc, layers, subject)
             index.ztocs.append((desc, ztoc))
+        from socikit.validate.prefetch import check_prefetch_artifacts
+
+        for result in check_prefetch_artifacts(art.obj, index.ztocs, layers, self.source.read_blob, subject):
+            self.add(result)
         return index
 
     def check_ztoc(

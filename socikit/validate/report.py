@@ -23,6 +23,7 @@ LAYER_BLOB = "layer-blob"
 SPAN_DIGESTS = "span-digests"
 TOC_HEADERS = "toc-headers"
 FILE_CONTENTS = "file-contents"
+PREFETCH = "prefetch"  # only for SOCI indexes that list prefetch artifacts (socikit.validate.prefetch)
 
 CHECK_NAMES = (
     SCHEMA,
@@ -40,6 +41,7 @@ CHECK_NAMES = (
     SPAN_DIGESTS,
     TOC_HEADERS,
     FILE_CONTENTS,
+    PREFETCH,
 )
 
 CHECK_DESCRIPTIONS = {
@@ -58,6 +60,7 @@ CHECK_DESCRIPTIONS = {
     SPAN_DIGESTS: "span digests equal the sha256 of the layer's span byte ranges",
     TOC_HEADERS: "every TOC entry agrees with the tar header bytes before its data",
     FILE_CONTENTS: "file data read through spans equals the sequentially decompressed tar",
+    PREFETCH: "a prefetch artifact names a layer its SOCI index has a ztoc for, and its spans lie in that ztoc",
 }
 
 

@@ -1,5 +1,6 @@
 """`socikit convert` against the reference's golden vectors: byte-identical v2 conversions and v1
-indexes (expected-current/, the reference's current format)."""
+indexes (expected-current/, the reference's current format); and against socikit's own extra cases
+(`--optimizations xattr`, prefetch artifacts), whose params name the flags to add."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from socikit.cli import app
-from tests.vectors import all_vectors
+from tests.vectors import all_vectors, extra_vectors
 
-VECTORS = [pytest.param(v, id=v.name) for v in all_vectors()]
+VECTORS = [pytest.param(v, id=v.name) for v in [*all_vectors(), *extra_vectors()]]
 
 
 def _flags(vector) -> list[str]:
@@ -34,6 +35,10 @@ def _flags(vector) -> list[str]:
     else:
         for platform in params["platforms"]:
             flags += ["--platform", platform]
+    for optimization in params.get("optimizations", []):
+        flags += ["--optimizations", optimization]
+    for path in params.get("prefetch_files", []):
+        flags += ["--prefetch-file", path]
     return flags
 
 
@@ -66,7 +71,7 @@ def test_v2_conversion_is_byte_identical(vector, tmp_path: Path) -> None:
     assert entry["digest"] == "sha256:" + hashlib.sha256(converted).hexdigest()
     assert _blob(out, entry["digest"]) == converted
     for file in expected.iterdir():
-        if file.name.startswith(("manifest-", "soci-index-v2-", "ztoc-")):
+        if file.name.startswith(("manifest-", "soci-index-v2-", "ztoc-", "prefetch-")):
             digest = "sha256:" + file.name.rsplit("-", 1)[1].split(".")[0]
             assert _blob(out, digest) == file.read_bytes(), file.name
     # The whole image travels: every layer and config of every manifest is in OUT.

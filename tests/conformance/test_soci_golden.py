@@ -19,10 +19,14 @@ from socikit.oci.descriptor import Descriptor, Platform
 from socikit.oci.manifest import ImageConfig, ImageIndex, ImageManifest
 from socikit.oci.platform import matches, parse_platform
 from socikit.soci.convert import BuiltSociIndex, ConvertedImage, convert_to_v2
-from socikit.soci.index import build_soci_index, parse_soci_index, ztoc_descriptor
-from tests.vectors import Vector, all_vectors
+from socikit.soci.index import build_soci_index, layer_needs_no_xattrs, parse_soci_index, ztoc_descriptor
+from socikit.ztoc.serialize import loads
+from tests.vectors import Vector, all_vectors, extra_vectors
 
-VECTORS = [pytest.param(v, id=v.name) for v in all_vectors()]
+# socikit's own cases too, except those with prefetch artifacts (built from the layers' TOCs, which
+# the pure functions here do not read: tests/unit/test_prefetch_build.py covers them).
+VECTORS = [pytest.param(v, id=v.name) for v in [*all_vectors(), *extra_vectors()]
+           if not v.params.get("prefetch_files")]
 
 
 def _sha(data: bytes) -> str:
@@ -82,15 +86,17 @@ def _ztoc_descriptors(vector: Vector, manifest: ImageManifest) -> list[Descripto
         for layer in entry["layers"]:
             if "ztoc" in layer:
                 ztoc_of_layer[layer["layer_digest"]] = layer["ztoc"]
-    sizes = {}
+    ztocs = {}
     for path in (vector.path / "expected-current").glob("ztoc-*.bin"):
         data = path.read_bytes()
         assert path.stem == "ztoc-" + hashlib.sha256(data).hexdigest()
-        sizes[_sha(data)] = len(data)
+        ztocs[_sha(data)] = data
     span_size = vector.params["span_size"]
+    xattr = "xattr" in vector.params.get("optimizations", [])  # a vector built with --optimizations xattr
     return [
-        ztoc_descriptor(ztoc_of_layer[layer.digest], sizes[ztoc_of_layer[layer.digest]], layer=layer,
-                        span_size=span_size)
+        ztoc_descriptor(ztoc_of_layer[layer.digest], len(ztocs[ztoc_of_layer[layer.digest]]), layer=layer,
+                        span_size=span_size,
+                        disable_xattrs=xattr and layer_needs_no_xattrs(loads(ztocs[ztoc_of_layer[layer.digest]])))
         for layer in manifest.layer_list
         if layer.digest in ztoc_of_layer
     ]
