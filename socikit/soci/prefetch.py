@@ -35,7 +35,8 @@ PREFETCH_VERSION = "1.0"
 
 
 class PrefetchSpan(NamedTuple):
-    """Spans `start_span`..`end_span` (both included) of one layer; higher `priority` first."""
+    """Spans `start_span`..`end_span` (both included) of one layer, with the reference's scheduling
+    `priority` (socikit writes none: 0, left out of the bytes)."""
 
     start_span: int
     end_span: int
