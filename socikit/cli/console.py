@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import sys
-from collections.abc import Iterator
+import unicodedata
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -61,6 +63,64 @@ def errors_to_exit() -> Iterator[None]:
         message = escape(str(exc).replace("\n", " "))  # "[snapshotter]" in a message is text, not markup
         stderr.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
         raise typer.Exit(code=1) from None
+
+
+# --- tables ----------------------------------------------------------------------------------------
+# Tables are plain text written directly: every value whole (a digest that is cut cannot be pasted
+# back), never markup, and control characters in values (a file name holding a newline or an
+# escape sequence) shown escaped so one row stays one line and cannot drive the terminal.
+
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+_CONTROL.update({ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"})
+
+
+def cell(value: object) -> str:
+    """A table value as shown: its text, control characters escaped."""
+    return str(value).translate(_CONTROL)
+
+
+def _width(text: str) -> int:
+    """Terminal columns `text` takes (East Asian wide and full-width characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def table_lines(headers: Sequence[str] | None, rows: Sequence[Sequence[object]]) -> list[str]:
+    """Columns padded to their widest value, two spaces apart (no header line without headers)."""
+    body = [[cell(v) for v in row] for row in rows]
+    table = [list(headers), *body] if headers is not None else body
+    if not table:
+        return []
+    widths = [max(_width(row[i]) for row in table) for i in range(len(table[0]))]
+    return ["  ".join(v + " " * (w - _width(v)) for v, w in zip(row, widths, strict=True)).rstrip()
+            for row in table]
+
+
+def block_lines(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    """The table wrapped for a narrow terminal: per row the first value alone on a line, then
+    `  header: value` for every other non-empty value, a blank line between rows."""
+    lines: list[str] = []
+    for row in rows:
+        if lines:
+            lines.append("")
+        first, *rest = [cell(v) for v in row]
+        lines.append(first)
+        lines.extend(f"  {h.lower()}: {v}" for h, v in zip(headers[1:], rest, strict=True) if v)
+    return lines
+
+
+def print_table(headers: Sequence[str] | None, rows: Sequence[Sequence[object]], *,
+                wrap_when_narrow: bool = False) -> None:
+    """Print a table on stdout, every value whole. With `wrap_when_narrow`, on a terminal too
+    narrow for the table's lines, each row becomes a block (`block_lines`): its first value (a
+    digest) alone on a line, still whole and pasteable."""
+    lines = table_lines(headers, rows)
+    if wrap_when_narrow and headers is not None and rows and sys.stdout.isatty():
+        columns = shutil.get_terminal_size().columns
+        if max(_width(line) for line in lines) > columns:
+            lines = block_lines(headers, rows)
+    if lines:
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
 
 
 def print_json(value: Any) -> None:
