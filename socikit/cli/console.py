@@ -1,4 +1,4 @@
-"""The one place that prints: errors as one red line, tables and JSON."""
+"""The one place that prints: errors as one red line, tables and JSON, user data always literally."""
 
 from __future__ import annotations
 
@@ -15,7 +15,33 @@ import typer
 from socikit.errors import SocikitError
 
 if TYPE_CHECKING:
+    from rich.console import Console, HighlighterType, JustifyMethod, OverflowMethod
+    from rich.style import Style
+    from rich.text import Text
+
+
+# The only strings rich may read as markup: words the CLI itself styles (validate's result
+# column). Everything else (paths, references, reasons, file names) is user data and is printed
+# as typed: "[red]x[/red]" must not vanish, "sha256:abcd:" must not become an emoji. Once
+# validate's table passes rich `Text` objects for these words, this set can go.
+_STYLED_WORDS = frozenset({"[green]pass[/green]", "[red]FAIL[/red]"})
+
+
+def _literal_console(**options: Any) -> Console:
+    """A rich Console that renders every string literally (no markup, no emoji codes, no
+    highlighting) except the CLI's own styled words."""
     from rich.console import Console
+
+    class LiteralConsole(Console):
+        def render_str(self, text: str, *, style: str | Style = "", justify: JustifyMethod | None = None,
+                       overflow: OverflowMethod | None = None, emoji: bool | None = None,
+                       markup: bool | None = None, highlight: bool | None = None,
+                       highlighter: HighlighterType | None = None) -> Text:
+            del emoji, markup, highlight, highlighter  # never taken from the caller: data stays data
+            return super().render_str(text, style=style, justify=justify, overflow=overflow, emoji=False,
+                                      markup=text in _STYLED_WORDS, highlight=False)
+
+    return LiteralConsole(markup=False, emoji=False, highlight=False, **options)
 
 
 class _LazyConsole:
@@ -29,27 +55,38 @@ class _LazyConsole:
     def get(self) -> Console:
         """The Console itself (for rich objects that take one)."""
         if self._console is None:
-            from rich.console import Console
-
-            self._console = Console(**self._options)
+            self._console = _literal_console(**self._options)
         return self._console
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.get(), name)
 
 
-stdout = _LazyConsole(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
-stderr = _LazyConsole(stderr=True, highlight=False, soft_wrap=True)
+stdout = _LazyConsole(soft_wrap=True, width=None if sys.stdout.isatty() else 250)
+stderr = _LazyConsole(stderr=True, soft_wrap=True)
 
 
 def say(text: str) -> None:
-    """One line of plain text on stdout (never markup): through rich on a terminal, else written
+    """One line of plain text on stdout, literally: through rich on a terminal, else written
     directly, so commands whose output goes to a pipe or CI log do not load rich at all."""
     if sys.stdout.isatty():
-        stdout.print(text, markup=False)
+        stdout.print(text, markup=False, emoji=False, highlight=False)
     else:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
+
+
+def error_line(message: str) -> None:
+    """`error: <message>` on stderr as one line, the message literally (red `error:` on a
+    terminal)."""
+    message = message.replace("\n", " ")
+    if sys.stderr.isatty():
+        from rich.text import Text
+
+        stderr.print(Text.assemble(("error:", "red"), " ", message))
+    else:
+        sys.stderr.write(f"error: {message}\n")
+        sys.stderr.flush()
 
 
 @contextlib.contextmanager
@@ -58,10 +95,7 @@ def errors_to_exit() -> Iterator[None]:
     try:
         yield
     except SocikitError as exc:
-        from rich.markup import escape
-
-        message = escape(str(exc).replace("\n", " "))  # "[snapshotter]" in a message is text, not markup
-        stderr.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+        error_line(str(exc))
         raise typer.Exit(code=1) from None
 
 
