@@ -1,11 +1,13 @@
-"""The one place that prints: errors as one red line, tables and JSON."""
+"""The one place that prints: errors as one red line, tables and JSON, user data always literally."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import sys
-from collections.abc import Iterator
+import unicodedata
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -13,7 +15,33 @@ import typer
 from socikit.errors import SocikitError
 
 if TYPE_CHECKING:
+    from rich.console import Console, HighlighterType, JustifyMethod, OverflowMethod
+    from rich.style import Style
+    from rich.text import Text
+
+
+# The only strings rich may read as markup: words the CLI itself styles (validate's result
+# column). Everything else (paths, references, reasons, file names) is user data and is printed
+# as typed: "[red]x[/red]" must not vanish, "sha256:abcd:" must not become an emoji. Once
+# validate's table passes rich `Text` objects for these words, this set can go.
+_STYLED_WORDS = frozenset({"[green]pass[/green]", "[red]FAIL[/red]"})
+
+
+def _literal_console(**options: Any) -> Console:
+    """A rich Console that renders every string literally (no markup, no emoji codes, no
+    highlighting) except the CLI's own styled words."""
     from rich.console import Console
+
+    class LiteralConsole(Console):
+        def render_str(self, text: str, *, style: str | Style = "", justify: JustifyMethod | None = None,
+                       overflow: OverflowMethod | None = None, emoji: bool | None = None,
+                       markup: bool | None = None, highlight: bool | None = None,
+                       highlighter: HighlighterType | None = None) -> Text:
+            del emoji, markup, highlight, highlighter  # never taken from the caller: data stays data
+            return super().render_str(text, style=style, justify=justify, overflow=overflow, emoji=False,
+                                      markup=text in _STYLED_WORDS, highlight=False)
+
+    return LiteralConsole(markup=False, emoji=False, highlight=False, **options)
 
 
 class _LazyConsole:
@@ -27,27 +55,38 @@ class _LazyConsole:
     def get(self) -> Console:
         """The Console itself (for rich objects that take one)."""
         if self._console is None:
-            from rich.console import Console
-
-            self._console = Console(**self._options)
+            self._console = _literal_console(**self._options)
         return self._console
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.get(), name)
 
 
-stdout = _LazyConsole(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 250)
-stderr = _LazyConsole(stderr=True, highlight=False, soft_wrap=True)
+stdout = _LazyConsole(soft_wrap=True, width=None if sys.stdout.isatty() else 250)
+stderr = _LazyConsole(stderr=True, soft_wrap=True)
 
 
 def say(text: str) -> None:
-    """One line of plain text on stdout (never markup): through rich on a terminal, else written
+    """One line of plain text on stdout, literally: through rich on a terminal, else written
     directly, so commands whose output goes to a pipe or CI log do not load rich at all."""
     if sys.stdout.isatty():
-        stdout.print(text, markup=False)
+        stdout.print(text, markup=False, emoji=False, highlight=False)
     else:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
+
+
+def error_line(message: str) -> None:
+    """`error: <message>` on stderr as one line, the message literally (red `error:` on a
+    terminal)."""
+    message = message.replace("\n", " ")
+    if sys.stderr.isatty():
+        from rich.text import Text
+
+        stderr.print(Text.assemble(("error:", "red"), " ", message))
+    else:
+        sys.stderr.write(f"error: {message}\n")
+        sys.stderr.flush()
 
 
 @contextlib.contextmanager
@@ -56,11 +95,66 @@ def errors_to_exit() -> Iterator[None]:
     try:
         yield
     except SocikitError as exc:
-        from rich.markup import escape
-
-        message = escape(str(exc).replace("\n", " "))  # "[snapshotter]" in a message is text, not markup
-        stderr.print(f"[red]error:[/red] {message}", markup=True, highlight=False)
+        error_line(str(exc))
         raise typer.Exit(code=1) from None
+
+
+# --- tables ----------------------------------------------------------------------------------------
+# Tables are plain text written directly: every value whole (a digest that is cut cannot be pasted
+# back), never markup, and control characters in values (a file name holding a newline or an
+# escape sequence) shown escaped so one row stays one line and cannot drive the terminal.
+
+_CONTROL = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)]}
+_CONTROL.update({ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r"})
+
+
+def cell(value: object) -> str:
+    """A table value as shown: its text, control characters escaped."""
+    return str(value).translate(_CONTROL)
+
+
+def _width(text: str) -> int:
+    """Terminal columns `text` takes (East Asian wide and full-width characters take two)."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def table_lines(headers: Sequence[str] | None, rows: Sequence[Sequence[object]]) -> list[str]:
+    """Columns padded to their widest value, two spaces apart (no header line without headers)."""
+    body = [[cell(v) for v in row] for row in rows]
+    table = [list(headers), *body] if headers is not None else body
+    if not table:
+        return []
+    widths = [max(_width(row[i]) for row in table) for i in range(len(table[0]))]
+    return ["  ".join(v + " " * (w - _width(v)) for v, w in zip(row, widths, strict=True)).rstrip()
+            for row in table]
+
+
+def block_lines(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    """The table wrapped for a narrow terminal: per row the first value alone on a line, then
+    `  header: value` for every other non-empty value, a blank line between rows."""
+    lines: list[str] = []
+    for row in rows:
+        if lines:
+            lines.append("")
+        first, *rest = [cell(v) for v in row]
+        lines.append(first)
+        lines.extend(f"  {h.lower()}: {v}" for h, v in zip(headers[1:], rest, strict=True) if v)
+    return lines
+
+
+def print_table(headers: Sequence[str] | None, rows: Sequence[Sequence[object]], *,
+                wrap_when_narrow: bool = False) -> None:
+    """Print a table on stdout, every value whole. With `wrap_when_narrow`, on a terminal too
+    narrow for the table's lines, each row becomes a block (`block_lines`): its first value (a
+    digest) alone on a line, still whole and pasteable."""
+    lines = table_lines(headers, rows)
+    if wrap_when_narrow and headers is not None and rows and sys.stdout.isatty():
+        columns = shutil.get_terminal_size().columns
+        if max(_width(line) for line in lines) > columns:
+            lines = block_lines(headers, rows)
+    if lines:
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
 
 
 def print_json(value: Any) -> None:

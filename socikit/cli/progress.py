@@ -38,7 +38,7 @@ class ProgressRenderer:
 
             self._progress = Progress(
                 SpinnerColumn(),
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),  # descriptions hold digests and paths: literal
                 TimeElapsedColumn(),
                 console=stderr.get(),
                 transient=False,
@@ -80,6 +80,6 @@ class ProgressRenderer:
             return
         if isinstance(event, Message):
             if self._progress is not None:
-                self._progress.console.print(event.text)
+                self._progress.console.print(event.text, markup=False, emoji=False, highlight=False)
             else:
                 print(event.text, file=sys.stderr, flush=True)

@@ -15,7 +15,14 @@ from socikit.cli.registry_options import CertDir, PlainHttp, TlsVerify, User, re
 
 @app.command("push")
 def push_command(
-    reference: Annotated[str, typer.Argument(help="Registry image the indexes were created for (HOST/REPO:TAG).")],
+    reference: Annotated[
+        str,
+        typer.Argument(
+            help="Registry image the indexes were created for (HOST/REPO:TAG), matched normalized; "
+            "HOST/REPO@DIGEST picks the records of that image or platform manifest digest (or a unique "
+            "prefix of 12+ hex digits)."
+        ),
+    ],
     v1: Annotated[
         bool,
         typer.Option(

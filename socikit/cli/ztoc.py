@@ -17,9 +17,9 @@ import typer
 from socikit.__about__ import __version__
 from socikit.atomic import atomic_writer, write_atomic
 from socikit.cli.app import ztoc_app
-from socikit.cli.console import errors_to_exit, print_json, say, stdout
+from socikit.cli.console import errors_to_exit, print_json, print_table, say
 from socikit.errors import LayerError, SocikitError, UnsupportedLayerError, ZtocFormatError
-from socikit.oci.digest import is_digest, sha256_digest
+from socikit.oci.digest import sha256_digest
 from socikit.oci.mediatypes import DEFAULT_SPAN_SIZE, MEDIA_TYPE_OCI_LAYER_GZIP, compression_of_layer
 
 if TYPE_CHECKING:
@@ -123,11 +123,23 @@ def _load_ztoc(path: Path, root: Path | None = None) -> tuple[bytes, Ztoc]:
     from socikit.ztoc.spans import span_table
 
     text = str(path)
-    if not path.exists() and is_digest(text):
+    from_store = False
+    if not path.exists():
+        from socikit.pipeline.store import digest_prefix, looks_like_short_digest
+
+        if looks_like_short_digest(text):
+            raise SocikitError(f"{text}: no such file, and a digest prefix needs at least 12 hex digits")
+        from_store = digest_prefix(text) is not None
+    if from_store:
         from socikit.pipeline.store import LocalStore
         from socikit.settings import default_root
 
-        data = LocalStore(root or default_root()).read_blob(text)
+        store = LocalStore(root or default_root())
+        try:
+            digest = store.resolve_ztoc(text)
+        except SocikitError as exc:
+            raise type(exc)(f"{exc} (nor is it a file)") from None
+        data = store.read_blob(digest)
     else:
         try:
             data = path.read_bytes()
@@ -144,7 +156,10 @@ def _load_ztoc(path: Path, root: Path | None = None) -> tuple[bytes, Ztoc]:
 Root = Annotated[
     Path | None, typer.Option("--root", envvar="SOCIKIT_ROOT", help="Local store root, for ztoc digests.")
 ]
-ZtocArg = Annotated[Path, typer.Argument(help="ztoc file, or the digest of a ztoc in the local store.")]
+ZtocArg = Annotated[
+    Path,
+    typer.Argument(help="ztoc file, or a ztoc in the local store: its digest or a unique prefix of 12+ hex digits."),
+]
 
 
 @ztoc_app.command("list")
@@ -153,8 +168,6 @@ def list_command(
     root: Root = None,
 ) -> None:
     """List the ztocs of the SOCI indexes in the local store."""
-    from rich.table import Table
-
     from socikit.pipeline.store import LocalStore
     from socikit.settings import default_root
 
@@ -164,10 +177,8 @@ def list_command(
         if json_output:
             print_json(rows)
             return
-        table = Table("DIGEST", "SIZE", "LAYER DIGEST", box=None)
-        for row in rows:
-            table.add_row(str(row["digest"]), str(row["size"]), str(row["layer_digest"]))
-        stdout.print(table)
+        print_table(["DIGEST", "SIZE", "LAYER DIGEST"],
+                    [[row["digest"], row["size"], row["layer_digest"]] for row in rows], wrap_when_narrow=True)
 
 
 @ztoc_app.command("info")
@@ -177,8 +188,6 @@ def info_command(
     root: Root = None,
 ) -> None:
     """Show a ztoc's fields and the span range of every file."""
-    from rich.table import Table
-
     from socikit.oci import gojson
     from socikit.ztoc.info import ztoc_info
 
@@ -188,16 +197,11 @@ def info_command(
         if json_output:
             sys.stdout.write(gojson.dumps_indent(info).decode("utf-8") + "\n")
             return
-        header = Table.grid(padding=(0, 2))
-        for key in ("version", "build_tool", "size", "span_size", "num_spans", "num_files", "num_multi_span_files"):
-            header.add_row(key, str(info[key]))
-        stdout.print(header)
-        files = Table("filename", "offset", "size", "type", "start_span", "end_span", box=None)
-        for f in info["files"] or []:
-            files.add_row(
-                f["filename"], str(f["offset"]), str(f["size"]), f["type"], str(f["start_span"]), str(f["end_span"])
-            )
-        stdout.print(files)
+        keys = ("version", "build_tool", "size", "span_size", "num_spans", "num_files", "num_multi_span_files")
+        print_table(None, [[key, info[key]] for key in keys])
+        print_table(["filename", "offset", "size", "type", "start_span", "end_span"],
+                    [[f["filename"], f["offset"], f["size"], f["type"], f["start_span"], f["end_span"]]
+                     for f in info["files"] or []])
 
 
 @ztoc_app.command("get-file")

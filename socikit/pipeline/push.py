@@ -6,13 +6,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from socikit.content.reference import parse_reference
 from socikit.errors import ImageError, ImageReferenceError
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor
 from socikit.oci.platform import host_platform, matches, parse_platform
 from socikit.pipeline.events import Event, Message
-from socikit.pipeline.store import LocalStore, StoredIndex
+from socikit.pipeline.store import LocalStore, RefQuery, StoredIndex
 from socikit.registry.referrers import fetch_referrers, push_referrer
 from socikit.registry.store import RegistryOptions, open_registry_client
 from socikit.soci import discover
@@ -62,10 +61,13 @@ def push_v1(
     if existing_index not in EXISTING_INDEX_POLICIES:
         raise ValueError(f"existing_index must be one of {EXISTING_INDEX_POLICIES}")
     emit = on_event or (lambda event: None)
-    ref = parse_reference(reference)
+    # The reference picks stored records (normalized; a digest in it may be a unique prefix);
+    # the registry is then addressed by repository and each record's manifest digest only.
+    query = RefQuery.parse(reference)
+    ref = query.reference
     if not ref.is_registry:
         raise ImageReferenceError(f"push needs a registry reference, not {reference}")
-    stored = [s for s in store.indexes(ref=str(ref)) if s.version == "v1"]
+    stored = [s for s in store.indexes(ref=query) if s.version == "v1"]
     if not stored:
         raise ImageError(f"the local store has no SOCI v1 index for {ref}; build one with `socikit create {ref}`")
     client = open_registry_client(ref.host, registry)
