@@ -18,19 +18,19 @@ from socikit.cli.console import errors_to_exit
 def snapshotter_command(
     address: Annotated[
         Path | None,
-        typer.Option("--address", help="Unix socket containerd connects to [default: /run/socikit/snapshotter.sock]."),
+        typer.Option("--address", help="Unix socket containerd connects to (default: /run/socikit/snapshotter.sock)."),
     ] = None,
     root: Annotated[
         Path | None,
-        typer.Option("--root", help="Snapshots and metadata [default: /var/lib/socikit/snapshotter]."),
+        typer.Option("--root", help="Snapshots and metadata (default: /var/lib/socikit/snapshotter)."),
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="TOML config [default: /etc/socikit/snapshotter.toml, which may be missing]."),
+        typer.Option("--config", help="TOML config (default: /etc/socikit/snapshotter.toml, which may be missing)."),
     ] = None,
     log_level: Annotated[
         str | None,
-        typer.Option("--log-level", help="debug, info, warn or error [default: info, or debug with `debug = true`]."),
+        typer.Option("--log-level", help="debug, info, warn or error (default: info, or debug with `debug = true`)."),
     ] = None,
     metrics_address: Annotated[
         str | None,
