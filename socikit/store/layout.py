@@ -130,7 +130,9 @@ class ReferenceDir:
 @dataclass(frozen=True, slots=True)
 class LayerKey:
     """A layer directory: the image reference and the digest containers/storage asked for
-    (a compressed layer digest or a TOC digest: the image tells which)."""
+    (a compressed layer digest or a TOC digest: the image tells which). It exists only for a
+    layer the store serves (`socikit.store.resolve.Resolver.layer`); removing it is the release
+    notification."""
 
     reference: str
     digest: str
@@ -138,7 +140,8 @@ class LayerKey:
 
 @dataclass(frozen=True, slots=True)
 class LayerEntry:
-    """One name inside a layer directory: `diff`, `info`, `blob` or `use`."""
+    """One name inside a layer directory: `diff`, `info`, `blob` or `use`. `use` is never found
+    (its lookup is answered ENOENT): creating it is the use notification (`usecount`)."""
 
     layer: LayerKey
     name: str

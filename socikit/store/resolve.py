@@ -12,7 +12,8 @@ For a reference the resolver fetches, once, what the store needs of the image:
    mod 2**32, for `info`'s `diff-size`).
 
 Registries are reached as `[resolver.host."<host>"]` says (mirrors first, plain HTTP, TLS),
-with the credentials of the configured Docker config. The result is cached per reference;
+with the credentials of the configured Docker config. The result is cached per reference, and
+steps 2 to 4 once per platform manifest (a tag and a digest reference to one image share them);
 a lookup naming a digest the cached image does not have (the tag moved) resolves the reference
 again, at most once per `REFRESH_AFTER_S`. A layer once served stays resolvable under its
 lookup key for the life of the resolver.
@@ -143,6 +144,9 @@ class Resolver:
         self._lock = threading.Lock()
         self._clients: dict[Endpoint, RegistryClient] = {}
         self._images: collections.OrderedDict[str, ResolvedImage] = collections.OrderedDict()
+        # (endpoint host, repository, platform manifest digest) -> the image: the SOCI index and
+        # ztocs are fetched once per manifest, whichever references name it
+        self._by_manifest: collections.OrderedDict[tuple[str, str, str], ResolvedImage] = collections.OrderedDict()
         self._reference_locks: dict[str, threading.Lock] = {}
         self._served: dict[LayerKey, ResolvedLayer] = {}
         self.stats = ResolverStats()
@@ -266,6 +270,22 @@ class Resolver:
             data, desc = self._manifest(client, repository, chosen.digest)
         if desc.media_type not in mt.MANIFEST_MEDIA_TYPES:
             raise ImageError(f"{reference}: {desc.media_type or 'an unknown media type'} is not an image manifest")
+        key = (endpoint.host, repository, desc.digest)
+        with self._lock:
+            known = self._by_manifest.get(key)
+            if known is not None:
+                self._by_manifest.move_to_end(key)
+        if known is not None:  # another reference (or an unmoved tag) naming a manifest already resolved
+            return dataclasses.replace(known, reference=reference, resolved_at=self._clock())
+        image = self._resolve_manifest(reference, endpoint, client, repository, data, desc)
+        with self._lock:
+            self._by_manifest[key] = image
+            while len(self._by_manifest) > MAX_CACHED_IMAGES:
+                self._by_manifest.popitem(last=False)
+        return image
+
+    def _resolve_manifest(self, reference: str, endpoint: Endpoint, client: RegistryClient, repository: str,
+                          data: bytes, desc: Descriptor) -> ResolvedImage:
         manifest = ImageManifest.from_json(data)
         config = ImageConfig.from_json(self._blob(client, repository, manifest.config))
         manifest_bytes = {desc.digest: data}

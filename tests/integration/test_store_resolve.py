@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from socikit.cli import app
 from socikit.errors import AuthError, RegistryError
+from socikit.registry.client import RegistryClient
 from socikit.store.config import parse_config
 from socikit.store.layout import LayerForm, LayerKey
 from socikit.store.resolve import Resolver
@@ -62,6 +63,21 @@ def test_every_indexed_layer_is_served_with_its_info(registry: RegistryServer, i
     # the image was fetched once: manifest list, manifest, SOCI index; config and three ztocs
     assert resolver.stats.images_resolved == 1
     assert (resolver.stats.manifests_fetched, resolver.stats.blobs_fetched) == (3, 4)
+    resolver.close()
+
+
+def test_a_digest_reference_shares_the_resolution_of_its_tag(registry: RegistryServer, image: SociImage) -> None:
+    resolver = resolver_for(registry.host)
+    tag = image.ref(registry.host, "soci")
+    by_tag = resolver.layer(LayerKey(tag, image.layer_digests[1]))
+    with RegistryClient(registry.host, plain_http=True) as client:
+        index_digest = client.resolve(image.repository, "soci").digest
+    pinned = f"{registry.host}/{image.repository}@{index_digest}"
+    by_digest = resolver.layer(LayerKey(pinned, image.layer_digests[1]))
+    assert by_tag is not None and by_digest is not None
+    assert by_digest.image.reference == pinned and by_digest.info == by_tag.info
+    assert resolver.stats.blobs_fetched == 4  # the config and the ztocs were not fetched again
+    assert resolver.stats.manifests_fetched == 3 + 2  # the digest's index and platform manifest
     resolver.close()
 
 
