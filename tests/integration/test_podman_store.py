@@ -151,6 +151,20 @@ def test_lookup_paths_are_base64_of_the_reference_then_the_blob_digest(
     assert opened == {(d, "info"): 2 for d in image.layer_digests}
 
 
+def test_a_pull_by_digest_looks_up_the_digest_reference(podman_storages: Storages, layer_store: StaticLayerStore,
+                                                        image: SociImage, proxy: RecordingProxy,
+                                                        tmp_path: Path) -> None:
+    with RegistryClient(proxy.host, plain_http=True) as client:
+        index_digest = client.resolve(image.repository, "soci").digest
+    ref = f"{proxy.host}/{image.repository}@{index_digest}"
+    _stocked(layer_store, image, ref, proxy)
+    storage = podman_storages(layer_store.root)
+    storage.pull(ref, trace=tmp_path / "trace")
+    assert {c.reference for c in trace_store_calls(tmp_path / "trace", layer_store.root)} == {ref}
+    assert not set(proxy.blob_gets()) & set(image.layer_digests)
+    assert all((d / "diff").is_symlink() for d in storage.layer_dirs().values())
+
+
 def test_a_container_lists_the_same_files_as_after_a_plain_pull(
         podman_storages: Storages, layer_store: StaticLayerStore, image: SociImage, proxy: RecordingProxy,
         expected_listing: list[str], tmp_path: Path) -> None:
