@@ -15,8 +15,9 @@ Registries are reached as `[resolver.host."<host>"]` says (mirrors first, plain 
 with the credentials of the configured Docker config. The result is cached per reference, and
 steps 2 to 4 once per platform manifest (a tag and a digest reference to one image share them);
 a lookup naming a digest the cached image does not have (the tag moved) resolves the reference
-again, at most once per `REFRESH_AFTER_S`. A layer once served stays resolvable under its
-lookup key for the life of the resolver.
+again, at most once per `REFRESH_AFTER_S`. A reference that fails to resolve fails again
+without a request for `FAILURE_TTL_S` (podman looks every layer of a pull up). A layer once served
+stays resolvable under its lookup key for the life of the resolver.
 
 `Resolver.layer` returns None for what the store does not serve (no SOCI index, a layer without a
 ztoc, a digest the image does not have) and raises for failures (registry, format): either way
@@ -64,6 +65,7 @@ from socikit.ztoc.serialize import loads as load_ztoc
 logger = logging.getLogger(__name__)
 
 REFRESH_AFTER_S = 1.0  # a moved tag is looked for again at most this often
+FAILURE_TTL_S = 10.0  # a reference that failed to resolve fails again without asking, this long
 MAX_CACHED_IMAGES = 64
 CERTS_D = (Path("/etc/containers/certs.d"), Path("/etc/docker/certs.d"))
 
@@ -148,6 +150,7 @@ class Resolver:
         # ztocs are fetched once per manifest, whichever references name it
         self._by_manifest: collections.OrderedDict[tuple[str, str, str], ResolvedImage] = collections.OrderedDict()
         self._reference_locks: dict[str, threading.Lock] = {}
+        self._failures: dict[str, tuple[float, Exception]] = {}
         self._served: dict[LayerKey, ResolvedLayer] = {}
         self.stats = ResolverStats()
 
@@ -196,10 +199,20 @@ class Resolver:
         with lock:
             with self._lock:
                 latest = self._images.get(reference)
+                failed = self._failures.get(reference)
             if latest is not None and latest is not cached:
                 return latest  # another thread resolved it meanwhile
-            image = self._resolve(reference)
+            if failed is not None and self._clock() - failed[0] < FAILURE_TTL_S:
+                raise failed[1]
+            try:
+                image = self._resolve(reference)
+            except (ImageError, FormatError, RegistryError) as exc:
+                # every layer of a pull is looked up: one failure answers them all for a while
+                with self._lock:
+                    self._failures[reference] = (self._clock(), exc)
+                raise
             with self._lock:
+                self._failures.pop(reference, None)
                 self._images[reference] = image
                 self._images.move_to_end(reference)
                 while len(self._images) > MAX_CACHED_IMAGES:
@@ -352,6 +365,7 @@ class Resolver:
 
 
 __all__ = [
+    "FAILURE_TTL_S",
     "MAX_CACHED_IMAGES",
     "REFRESH_AFTER_S",
     "ResolvedImage",

@@ -17,9 +17,9 @@ from socikit.errors import AuthError, RegistryError
 from socikit.registry.client import RegistryClient
 from socikit.store.config import parse_config
 from socikit.store.layout import LayerForm, LayerKey
-from socikit.store.resolve import Resolver
+from socikit.store.resolve import FAILURE_TTL_S, Resolver
 from tests import images
-from tests.integration.podman_fixtures import SociImage, build_soci_image, resolver_for
+from tests.integration.podman_fixtures import RecordingProxy, SociImage, build_soci_image, resolver_for
 from tests.integration.registry_fixtures import (  # noqa: F401
     TEST_PASSWORD,
     TEST_USER,
@@ -152,6 +152,27 @@ def test_a_moved_tag_is_resolved_again(registry: RegistryServer, image: SociImag
     # a layer served before the move is still served under its key
     assert resolver.layer(LayerKey(ref, image.layer_digests[0])) is not None
     resolver.close()
+
+
+def test_a_failed_resolution_is_remembered_for_a_while(registry: RegistryServer, image: SociImage) -> None:
+    proxy = RecordingProxy(registry)
+    now = [0.0]
+    resolver = Resolver(parse_config(f'[resolver.host."{proxy.host}"]\nplain_http = true\n'), clock=lambda: now[0])
+    missing = f"{proxy.host}/{image.repository}:not-yet"
+    try:
+        for _ in range(3):
+            with pytest.raises(RegistryError):
+                resolver.layer(LayerKey(missing, image.layer_digests[0]))
+        assert sum("/manifests/not-yet" in line for line in proxy.seen) == 1
+        _convert("--min-layer-size", "0", image.ref(registry.host, "plain"), image.ref(registry.host, "not-yet"))
+        now[0] = FAILURE_TTL_S - 0.5
+        with pytest.raises(RegistryError):
+            resolver.layer(LayerKey(missing, image.layer_digests[0]))
+        now[0] = FAILURE_TTL_S
+        assert resolver.layer(LayerKey(missing, image.layer_digests[0])) is not None
+    finally:
+        resolver.close()
+        proxy.stop()
 
 
 def test_mirrors_are_tried_first(registry: RegistryServer, registry_factory: Callable[..., RegistryServer],
