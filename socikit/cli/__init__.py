@@ -14,6 +14,7 @@ from socikit.cli import (  # noqa: F401  (registers commands)
     merge,
     push,
     snapshotter,
+    store,
     validate,
     ztoc,
 )

@@ -38,6 +38,7 @@ TIERS: dict[str, int] = {
     "socikit.pipeline": 5,
     "socikit.validate": 5,
     "socikit.snapshotter": 5,
+    "socikit.store": 5,
     # T6: build-system integrations (docker buildx, the builder container) over the pipeline
     "socikit.integrations": 6,
     # T7: the command line; nothing imports it
