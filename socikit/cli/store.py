@@ -18,20 +18,20 @@ from socikit.cli.console import errors_to_exit
 def store_command(
     root: Annotated[
         Path | None,
-        typer.Option("--root", help="Span cache and state [default: /var/lib/socikit/store-root]."),
+        typer.Option("--root", help="Span cache and state (default: /var/lib/socikit/store-root)."),
     ] = None,
     mountpoint: Annotated[
         Path | None,
         typer.Option("--mountpoint", help="Where the store is mounted; storage.conf names it as "
-                     "`additionallayerstores = [\"DIR:ref\"]` [default: /var/lib/socikit/store]."),
+                     "`additionallayerstores = [\"DIR:ref\"]` (default: /var/lib/socikit/store)."),
     ] = None,
     config: Annotated[
         Path | None,
-        typer.Option("--config", help="TOML config [default: /etc/socikit/store.toml, which may be missing]."),
+        typer.Option("--config", help="TOML config (default: /etc/socikit/store.toml, which may be missing)."),
     ] = None,
     log_level: Annotated[
         str | None,
-        typer.Option("--log-level", help="debug, info, warn or error [default: info, or debug with `debug = true`]."),
+        typer.Option("--log-level", help="debug, info, warn or error (default: info, or debug with `debug = true`)."),
     ] = None,
     print_config: Annotated[
         bool, typer.Option("--print-config", help="Print the effective config as TOML and exit.")
