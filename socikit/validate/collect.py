@@ -39,6 +39,7 @@ from socikit.validate.graph import (
     V1Listing,
     ZtocRead,
     readable_image,
+    soci_entry_for,
     subject_descriptor,
     ztoc_descriptors,
 )
@@ -184,14 +185,13 @@ def _collect_v2(reader: _Reader, graph: ImageGraph) -> None:
     """Every SOCI v2 index the manifests' index-digest annotations name (through their image
     index entry, or by digest when the root is a lone manifest), then every SOCI entry of the
     image index not read yet; each digest once."""
-    by_digest = {e.digest: e for e in graph.soci_entries}
     for image in graph.images:
         if image.manifest is None:
             continue
         target = discover.index_digest_annotation(image.manifest.annotations)
         if target is None or target in graph.v2_reads:
             continue
-        entry = by_digest.get(target)
+        entry = soci_entry_for(graph.soci_entries, target, image)
         if entry is not None:
             graph.v2_reads[target] = reader.json(entry)
         elif not graph.index_entries:

@@ -16,6 +16,8 @@ from socikit.errors import FormatError
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor, Platform
 from socikit.oci.manifest import ImageManifest
+from socikit.soci import discover
+from socikit.validate.checks import platforms_match
 from socikit.ztoc.model import Ztoc
 
 
@@ -114,6 +116,26 @@ def subject_descriptor(obj: dict[str, Any] | None) -> Descriptor | None:
         return None
 
 
+def soci_entry_for(entries: list[Descriptor], digest: str, image: PlatformImage) -> Descriptor | None:
+    """The SOCI entry of the image index that a manifest's index-digest `digest` leads to. Platforms
+    with identical layers share one SOCI index, which the image index then lists once per platform:
+    the entry is looked up by (digest, platform), preferring the one that points back at this
+    manifest; when none is for this platform, the one pointing back (else the last listed), whose
+    mismatch the link check reports."""
+    candidates = [e for e in entries if e.digest == digest]
+    if not candidates:
+        return None
+
+    def fit(entry: Descriptor) -> tuple[bool, bool]:
+        return (
+            platforms_match(entry.platform, image.platform),
+            discover.indexed_manifest_digest(entry) == image.entry.digest,
+        )
+
+    best = max(fit(e) for e in candidates)
+    return [e for e in candidates if fit(e) == best][-1]
+
+
 def readable_image(images: list[PlatformImage], digest: str) -> PlatformImage | None:
     """The image's platform manifest with this digest, when it was read and decoded."""
     return next((i for i in images if i.entry.digest == digest and i.manifest is not None), None)
@@ -128,6 +150,7 @@ __all__ = [
     "V1Listing",
     "ZtocRead",
     "readable_image",
+    "soci_entry_for",
     "subject_descriptor",
     "ztoc_descriptors",
 ]

@@ -39,6 +39,7 @@ from socikit.validate.graph import (
     V1Index,
     V1Listing,
     readable_image,
+    soci_entry_for,
     subject_descriptor,
     ztoc_descriptors,
 )
@@ -184,7 +185,6 @@ class _Checker:
 
     def v2_indexes(self) -> None:
         graph = self.graph
-        by_digest = {e.digest: e for e in graph.soci_entries}
         checked: dict[str, CheckedIndex] = {}
         unreadable: set[str] = set()
         for image in graph.images:
@@ -192,7 +192,7 @@ class _Checker:
             if target is None:
                 continue
             manifest_subject = subject("manifest", image.entry)
-            entry = by_digest.get(target)
+            entry = soci_entry_for(graph.soci_entries, target, image)
             if entry is None and graph.index_entries:
                 self.add(
                     CheckResult(
