@@ -96,6 +96,11 @@ class Summary:
     reason: str  # why (per platform when the image has several), without the verdict itself
     manifests: tuple[ManifestVerdict, ...] = ()
 
+    @property
+    def any_lazy(self) -> bool:
+        """At least one platform manifest is lazily loaded (what `validate` requires by default)."""
+        return any(m.lazy for m in self.manifests)
+
     def __str__(self) -> str:
         verdict = "lazily loads" if self.lazy else "does not lazily load"
         return f"a soci-snapshotter with default settings {verdict} this image: {self.reason}"
