@@ -115,15 +115,16 @@ class _ClientLookup:
 
 def collect_image(source: ImageSource, *, client: RegistryClient | None = None, repo: str | None = None) -> ImageGraph:
     """Read the image `source` resolves to, and its SOCI artifacts, into an `ImageGraph`.
-    `client`/`repo` answer manifest-by-digest and referrers queries instead of the source."""
+    `client`/`repo` answer manifest-by-digest and referrers queries instead of the source.
+
+    A reference that does not resolve, or a root that cannot be read (no such image or tag, an
+    unreachable registry, a TLS failure, an unreadable file), raises the source's SocikitError:
+    there is no image to judge. What fails below the root is kept in the graph."""
     reader = _Reader(source, client, repo)
-    try:
-        root = source.resolve()
-    except SocikitError as exc:
-        return ImageGraph(None, root_error=f"the image cannot be resolved: {exc}")
-    doc = reader.json(root)
-    if isinstance(doc, str):
-        return ImageGraph(root, root_error=f"the image root cannot be read: {doc}")
+    root = source.resolve()
+    data = source.read_blob(root)
+    obj, why = decode_json(data)
+    doc = JsonDoc(root, data, obj, why)
     graph = ImageGraph(root, doc)
     graph.is_index = root.media_type in mt.INDEX_MEDIA_TYPES or (doc.obj is not None and "manifests" in doc.obj)
     if graph.is_index:

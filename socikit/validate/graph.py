@@ -79,12 +79,10 @@ class V1Listing:
 
 @dataclass(slots=True)
 class ImageGraph:
-    """What `collect_image` read. `root` is None when the reference did not resolve and
-    `root_doc` None when the root could not be read (`root_error` says why)."""
+    """What `collect_image` read, from the root the reference resolved to down to the ztocs."""
 
-    root: Descriptor | None
-    root_doc: JsonDoc | None = None
-    root_error: str = ""
+    root: Descriptor
+    root_doc: JsonDoc
     is_index: bool = False
     index_entries: list[Descriptor] = field(default_factory=list)
     images: list[PlatformImage] = field(default_factory=list)

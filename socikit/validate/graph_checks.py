@@ -98,10 +98,6 @@ def subject(kind: str, desc: Descriptor) -> str:
 def check_graph(graph: ImageGraph) -> Findings:
     """Every check over the artifacts `graph` holds (the deep checks excepted)."""
     checker = _Checker(graph)
-    if graph.root is None or graph.root_doc is None:
-        subject_name = "image" if graph.root is None else subject("image", graph.root)
-        checker.add(CheckResult(SCHEMA, False, graph.root_error, subject_name))
-        return checker.findings
     if graph.is_index:
         checker.image_index(graph.root_doc)
     else:

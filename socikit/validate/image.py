@@ -38,8 +38,11 @@ def validate_image(
     per layer through spans (span digests and TOC headers are always checked in full when a layer
     is streamed). A gzip layer's ztoc is first rebuilt from the blob: when it comes out identical
     every layer check passes at building speed (`reproduce.reproduce_layer`); otherwise, or with
-    `reproduce=False`, the layer is scanned check by check. Broken artifacts are reported, never
-    raised."""
+    `reproduce=False`, the layer is scanned check by check.
+
+    Broken artifacts are reported, never raised. Not reaching the image at all is no property of
+    it and raises the source's SocikitError: a reference that does not resolve (no such image or
+    tag, an unreachable registry, a TLS failure) or a root that cannot be read."""
     graph = collect_image(source, client=client, repo=repo)
     findings = check_graph(graph)
     scanned = DeepScan()
@@ -47,7 +50,7 @@ def validate_image(
         scanned = scan_layers(source, findings.layer_jobs, sample=None if deep else sample, reproduce=reproduce)
     checks = (*findings.results, *scanned.results)
     return Report(
-        image=graph.root.digest if graph.root is not None else "",
+        image=graph.root.digest,
         checks=checks,
         summary=summarize(graph.images, findings.v2, findings.v1, checks),
         deep=deep,

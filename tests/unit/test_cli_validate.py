@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from conformance.layout import read_json, replace_blob
 from socikit.cli import app
 from socikit.oci import gojson
 from socikit.oci import mediatypes as mt
+from tests.cli import run_socikit
 from tests.vectors import all_vectors
 
 VECTOR = next(v for v in all_vectors() if v.name == "tricky-pax")
@@ -115,3 +117,22 @@ def test_failed_checks_exit_1_with_or_without_allow_unindexed(tmp_path: Path) ->
         assert not report["passed"] and report["summary"]["lazy"]  # still lazy: the exit is the failed check's
         assert {c["name"] for c in report["checks"] if not c["passed"]} == {"ztoc-span-size"}
         assert result.stderr == ""
+
+
+@pytest.mark.parametrize("ref", ["oci:/nope", "oci:{layout}:nope", "oci:{layout}@sha256:" + "ab" * 32,
+                                 "oci-archive:{layout}/none.tar"])
+def test_an_image_that_is_not_there_is_an_error_not_a_check(ref: str, tmp_path: Path) -> None:
+    layout = _converted(tmp_path)
+    result = run_socikit("validate", "--json", ref.format(layout=layout))
+    assert result.returncode == 1 and result.stdout == ""  # no report: there is no image to judge
+    line = result.stderr.strip()
+    assert line.startswith("error: ") and "\n" not in line and "Traceback" not in line, result.stderr
+
+
+def test_an_unreadable_root_is_an_error_not_a_check(tmp_path: Path) -> None:
+    layout = _converted(tmp_path)
+    root = json.loads((layout / "index.json").read_bytes())["manifests"][0]["digest"]
+    (layout / "blobs" / "sha256" / root[7:]).unlink()
+    result = run_socikit("validate", f"oci:{layout}:latest")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == f"error: blob {root} is missing from the layout {layout}\n"

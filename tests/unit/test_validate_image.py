@@ -11,7 +11,7 @@ import pytest
 
 from conformance.layout import assemble_expected_layout, read_json
 from socikit.content.layout import LayoutSource
-from socikit.errors import RegistryError
+from socikit.errors import ImageError, RegistryError
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor
 from socikit.validate import CHECK_DESCRIPTIONS, CHECK_NAMES, validate_image
@@ -110,14 +110,16 @@ def test_lone_converted_manifest_finds_its_index_by_digest(layout: Path) -> None
     assert report.summary.lazy
 
 
-def test_missing_image_is_reported_not_raised(tmp_path: Path) -> None:
+def test_missing_image_is_raised_not_reported(tmp_path: Path, layout: Path) -> None:
+    """Not reaching the image is no property of it: the source's error, not a failed check."""
     (tmp_path / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     (tmp_path / "index.json").write_text('{"schemaVersion":2,"manifests":[]}')
-    report = validate_image(LayoutSource(tmp_path, tag="latest"))
-    assert not report.passed
-    assert report.failed_names() == {r.SCHEMA}
-    assert "cannot be resolved" in report.failures[0].reason
-    assert not report.summary.lazy
+    with pytest.raises(ImageError, match="tag 'latest' is not in the layout"):
+        validate_image(LayoutSource(tmp_path, tag="latest"))
+    root = LayoutSource(layout, tag="latest").resolve()
+    (layout / "blobs" / "sha256" / root.digest[7:]).unlink()
+    with pytest.raises(ImageError, match=f"blob {root.digest} is missing"):
+        validate_image(LayoutSource(layout, tag="latest"))
 
 
 def test_report_json_shape(layout: Path) -> None:
