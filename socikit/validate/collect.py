@@ -24,7 +24,7 @@ from socikit.content.base import (
     ReadsManifestsByDigest,
     ReadsReferrers,
 )
-from socikit.errors import FormatError, SocikitError
+from socikit.errors import FormatError, SocikitError, UnreadableInputError
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor, Platform
 from socikit.oci.manifest import ImageConfig, ImageManifest
@@ -64,6 +64,8 @@ class _Reader:
     def json(self, desc: Descriptor) -> JsonRead:
         try:
             data = self.source.read_blob(desc)
+        except UnreadableInputError:
+            raise  # the machine's fault, not the image's: no check can judge it
         except SocikitError as exc:
             return str(exc)
         obj, why = decode_json(data)
@@ -76,12 +78,16 @@ class _Reader:
             try:
                 path = self.source.blob_path(digest)
                 size = path.stat().st_size
-            except (OSError, SocikitError):
+            except (FileNotFoundError, NotADirectoryError, SocikitError):
                 return f"{digest} is not in the image's store"
+            except OSError as exc:
+                raise UnreadableInputError(f"cannot read {path}: {exc.strerror or exc}") from None
             return self.json(Descriptor(mt.MEDIA_TYPE_OCI_MANIFEST, digest, size))
         if self.lookup is not None:
             try:
                 data, desc = self.lookup.read_manifest(digest)
+            except UnreadableInputError:
+                raise
             except SocikitError as exc:
                 return str(exc)
             obj, why = decode_json(data)
@@ -91,6 +97,8 @@ class _Reader:
     def ztoc(self, desc: Descriptor) -> ZtocRead:
         try:
             data = self.source.read_blob(desc)
+        except UnreadableInputError:
+            raise
         except SocikitError as exc:
             return ZtocRead(None, f"cannot be read: {exc}")
         return ZtocRead(*decode_ztoc(data))
@@ -118,8 +126,10 @@ def collect_image(source: ImageSource, *, client: RegistryClient | None = None, 
     `client`/`repo` answer manifest-by-digest and referrers queries instead of the source.
 
     A reference that does not resolve, or a root that cannot be read (no such image or tag, an
-    unreachable registry, a TLS failure, an unreadable file), raises the source's SocikitError:
-    there is no image to judge. What fails below the root is kept in the graph."""
+    unreachable registry, a TLS failure), raises the source's SocikitError: there is no image to
+    judge. So does a file of the input that is there but cannot be read (`UnreadableInputError`:
+    permission denied), wherever it is. Any other read that fails below the root (a missing blob,
+    a 404, a digest mismatch) is kept in the graph for the checks to report."""
     reader = _Reader(source, client, repo)
     root = source.resolve()
     data = source.read_blob(root)
@@ -177,6 +187,8 @@ def _lone_manifest(reader: _Reader, doc: JsonDoc) -> PlatformImage:
     if image.manifest is not None:
         try:
             image.platform = ImageConfig.from_json(reader.source.read_blob(image.manifest.config)).platform()
+        except UnreadableInputError:
+            raise
         except SocikitError:
             image.platform = None
     return image

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from socikit.content.base import ImageSource, OpensBlobsInWorkers
-from socikit.errors import SocikitError
+from socikit.errors import SocikitError, UnreadableInputError
 from socikit.oci.descriptor import Descriptor
 from socikit.validate.checks import short
 from socikit.validate.graph_checks import LayerJob
@@ -68,6 +68,8 @@ def _scan_one(
     """The item-by-item scan of one layer; None (with the failure recorded) if it cannot run."""
     try:
         stream = source.open_blob(layer)
+    except UnreadableInputError:
+        raise  # the machine's fault, not the layer's
     except SocikitError as exc:
         results.append(CheckResult(LAYER_BLOB, False, f"cannot be read: {exc}", job_subject))
         return None
@@ -76,6 +78,8 @@ def _scan_one(
     except SocikitError as exc:
         results.append(CheckResult(LAYER_BLOB, False, f"cannot be scanned: {exc}", job_subject))
         return None
+    except OSError as exc:  # a read of a local file failed part-way (an I/O error)
+        raise UnreadableInputError(f"cannot read layer {layer.digest}: {exc.strerror or exc}") from None
     finally:
         stream.close()
 

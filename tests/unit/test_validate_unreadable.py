@@ -59,3 +59,30 @@ def test_unreadable_image_is_one_line(layout: Path, what: str, json_output: bool
     assert result.stdout == ""  # no report: there is no image to judge
     what_failed = f"{target}" if what == "index.json" else f"blob sha256:{target.name} in {layout}"
     assert result.stderr == f"error: cannot read {what_failed}: Permission denied\n"
+
+
+@pytest.mark.parametrize("what", ["manifest", "SOCI v2 index", "SOCI v1 index", "ztoc", "layer"])
+def test_unreadable_artifact_is_one_line_not_a_failed_check(layout: Path, what: str) -> None:
+    """Permission denied says nothing about the artifact: validate cannot judge it, so it stops
+    with the reason instead of reporting a defect (a missing blob is a defect: a failed check)."""
+    target = _artifacts(layout)[what]
+    target.chmod(0)
+    result = _as_unprivileged("validate", "--deep", "--json", f"oci:{layout}:latest")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout == ""
+    assert result.stderr == f"error: cannot read blob sha256:{target.name} in {layout}: Permission denied\n"
+
+
+def test_a_layer_is_read_only_by_the_deep_checks(layout: Path) -> None:
+    _artifacts(layout)["layer"].chmod(0)
+    result = _as_unprivileged("validate", f"oci:{layout}:latest")
+    assert result.returncode == 0 and result.stderr == "", result.stdout + result.stderr
+
+
+def test_a_missing_artifact_is_a_failed_check(layout: Path) -> None:
+    target = _artifacts(layout)["ztoc"]
+    target.unlink()
+    result = _as_unprivileged("validate", "--json", f"oci:{layout}:latest")
+    assert result.returncode == 1 and result.stderr == "", result.stderr
+    failed = [c for c in json.loads(result.stdout)["checks"] if not c["passed"]]
+    assert [c["name"] for c in failed] == ["ztoc-decodes"] and "is missing" in failed[0]["reason"]
