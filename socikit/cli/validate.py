@@ -70,18 +70,20 @@ def validate_command(
         if json_output:
             print_json(report.to_json())
         else:
+            from rich.markup import escape
             from rich.table import Table
 
+            # Subjects and reasons quote the image's own strings: printed as they are, never as markup.
             table = Table("check", "result", "artifact", "reason", box=None)
             for check in report.checks:
                 table.add_row(
                     check.name,
                     "[green]pass[/green]" if check.passed else "[red]FAIL[/red]",
-                    check.subject,
-                    check.reason,
+                    escape(check.subject),
+                    escape(check.reason),
                 )
             stdout.print(table)
-            stdout.print(f"soci-snapshotter with default settings: {report.summary}")
+            stdout.print(f"soci-snapshotter with default settings: {escape(str(report.summary))}")
             failed = len(report.failures)
             stdout.print(f"{len(report.checks) - failed} passed, {failed} failed")
         if report.passed and not allow_unindexed and not report.summary.any_lazy:

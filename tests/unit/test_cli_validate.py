@@ -136,3 +136,16 @@ def test_an_unreadable_root_is_an_error_not_a_check(tmp_path: Path) -> None:
     result = run_socikit("validate", f"oci:{layout}:latest")
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr == f"error: blob {root} is missing from the layout {layout}\n"
+
+
+def test_the_table_prints_the_image_strings_as_they_are(tmp_path: Path) -> None:
+    """A reason quoting an annotation that looks like rich markup shows it literally."""
+    out = _converted(tmp_path)
+    converted = read_json(out, json.loads((out / "index.json").read_bytes())["manifests"][0]["digest"])
+    soci = next(m["digest"] for m in converted["manifests"] if m.get("artifactType") == mt.ARTIFACT_TYPE_SOCI_INDEX_V2)
+    doc = read_json(out, soci)
+    doc["layers"][0]["annotations"][mt.ANNOTATION_SPAN_SIZE] = "[bold]65536[/bold]"
+    replace_blob(out, soci, gojson.dumps(doc))
+    result = run_socikit("validate", f"oci:{out}:latest")
+    assert result.returncode == 1
+    assert "span-size annotation '[bold]65536[/bold]' but the zinfo's span size is 65536" in result.stdout
