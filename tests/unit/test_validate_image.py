@@ -15,7 +15,7 @@ from socikit.errors import ImageError, RegistryError
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor
 from socikit.validate import CHECK_DESCRIPTIONS, CHECK_NAMES, validate_image
-from socikit.validate import report as r
+from socikit.validate.report import V1_DISCOVERABLE, V1_SUBJECT, V2_LINKS
 from tests.vectors import VECTORS_DIR
 
 
@@ -76,16 +76,16 @@ def test_v1_index_found_through_referrers(layout: Path) -> None:
     report = validate_image(source, deep=True)
     assert report.passed, report.failures
     assert source.calls == [(original.digest, mt.ARTIFACT_TYPE_SOCI_INDEX_V1)]
-    discoverable = report.by_name(r.V1_DISCOVERABLE)
+    discoverable = report.by_name(V1_DISCOVERABLE)
     assert len(discoverable) == 1 and "referrer" in discoverable[0].reason
-    assert report.by_name(r.V1_SUBJECT)[0].passed
+    assert report.by_name(V1_SUBJECT)[0].passed
     assert not report.summary.lazy and "soci_v1" in report.summary.reason
 
 
 def test_failing_referrers_query_fails_v1_discoverable(layout: Path) -> None:
     report = validate_image(RegistryLike(layout, _original_manifest(), fail=True))
-    assert report.failed_names() == {r.V1_DISCOVERABLE}
-    assert "500" in report.by_name(r.V1_DISCOVERABLE)[0].reason
+    assert report.failed_names() == {V1_DISCOVERABLE}
+    assert "500" in report.by_name(V1_DISCOVERABLE)[0].reason
 
 
 def _converted_manifest(layout: Path) -> Descriptor:
@@ -97,7 +97,7 @@ def test_referrer_about_another_manifest_fails_v1_subject(layout: Path) -> None:
     # The registry lists, for the converted manifest, a v1 index whose subject is the original.
     manifest = _converted_manifest(layout)
     report = validate_image(RegistryLike(layout, manifest, {manifest.digest: [_v1_entry(layout)]}))
-    assert report.failed_names() == {r.V1_SUBJECT}
+    assert report.failed_names() == {V1_SUBJECT}
     assert "not the manifest it was listed for" in report.failures[0].reason
 
 
@@ -105,7 +105,7 @@ def test_lone_converted_manifest_finds_its_index_by_digest(layout: Path) -> None
     manifest = _converted_manifest(layout)
     report = validate_image(LayoutSource(layout, digest=manifest.digest), deep=True)
     assert report.passed, report.failures
-    links = report.by_name(r.V2_LINKS)
+    links = report.by_name(V2_LINKS)
     assert links and "one-way" in links[0].reason
     assert report.summary.lazy
 
