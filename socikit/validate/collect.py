@@ -68,8 +68,7 @@ class _Reader:
             raise  # the machine's fault, not the image's: no check can judge it
         except SocikitError as exc:
             return str(exc)
-        obj, why = decode_json(data)
-        return JsonDoc(desc, data, obj, why)
+        return _json_doc(desc, data)
 
     def json_by_digest(self, digest: str) -> JsonRead:
         """A manifest known only by digest (a lone manifest's index-digest): its size comes from
@@ -77,8 +76,11 @@ class _Reader:
         if isinstance(self.source, HasBlobPaths):
             try:
                 path = self.source.blob_path(digest)
+            except SocikitError:
+                return f"{digest} is not in the image's store"
+            try:
                 size = path.stat().st_size
-            except (FileNotFoundError, NotADirectoryError, SocikitError):
+            except (FileNotFoundError, NotADirectoryError):
                 return f"{digest} is not in the image's store"
             except OSError as exc:
                 raise UnreadableInputError(f"cannot read {path}: {exc.strerror or exc}") from None
@@ -90,8 +92,7 @@ class _Reader:
                 raise
             except SocikitError as exc:
                 return str(exc)
-            obj, why = decode_json(data)
-            return JsonDoc(desc, data, obj, why)
+            return _json_doc(desc, data)
         return f"{digest} cannot be looked up by digest in this source"
 
     def ztoc(self, desc: Descriptor) -> ZtocRead:
@@ -102,6 +103,11 @@ class _Reader:
         except SocikitError as exc:
             return ZtocRead(None, f"cannot be read: {exc}")
         return ZtocRead(*decode_ztoc(data))
+
+
+def _json_doc(desc: Descriptor, data: bytes) -> JsonDoc:
+    obj, why = decode_json(data)
+    return JsonDoc(desc, data, obj, why)
 
 
 class _ClientLookup:
@@ -132,9 +138,7 @@ def collect_image(source: ImageSource, *, client: RegistryClient | None = None, 
     a 404, a digest mismatch) is kept in the graph for the checks to report."""
     reader = _Reader(source, client, repo)
     root = source.resolve()
-    data = source.read_blob(root)
-    obj, why = decode_json(data)
-    doc = JsonDoc(root, data, obj, why)
+    doc = _json_doc(root, source.read_blob(root))
     graph = ImageGraph(root, doc)
     graph.is_index = root.media_type in mt.INDEX_MEDIA_TYPES or (doc.obj is not None and "manifests" in doc.obj)
     if graph.is_index:
