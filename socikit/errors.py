@@ -12,7 +12,9 @@
     │                                 global PAX headers): skipped with a reason, never a crash
     ├── FileNotInZtocError            a path that names no entry of a ztoc's TOC
     ├── ImageError                    image/reference problems (missing blob, bad manifest, platform)
-    │   └── ImageReferenceError       an image reference that does not parse
+    │   ├── ImageReferenceError       an image reference that does not parse
+    │   └── UnreadableInputError      a file of the input that is there but cannot be read
+    │                                 (permission denied, I/O error): the machine's fault, not the image's
     ├── RegistryError                 talking to a registry failed (network, TLS, retries exhausted)
     │   ├── AuthError                 credentials were refused (or none were given where needed)
     │   └── RegistryStatusError       an unexpected HTTP status (`.status`, OCI error `.code`)
@@ -86,6 +88,11 @@ class ImageError(SocikitError):
 
 class ImageReferenceError(ImageError):
     """An image reference string that does not parse."""
+
+
+class UnreadableInputError(ImageError):
+    """A file of the input is there but cannot be read (permission denied, an I/O error). It says
+    nothing about the image, so `validate` reports it as an error instead of a failed check."""
 
 
 class RegistryError(SocikitError):

@@ -9,6 +9,7 @@ import typer
 from socikit.cli.app import app
 from socikit.cli.console import errors_to_exit, print_json, stdout
 from socikit.cli.registry_options import CertDir, PlainHttp, TlsVerify, User, registry_options
+from socikit.errors import InvalidArtifactError
 
 
 @app.command("validate")
@@ -38,6 +39,14 @@ def validate_command(
             "checkpoint) even when its ztoc can be rebuilt identically from the blob.",
         ),
     ] = False,
+    allow_unindexed: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unindexed",
+            help="Exit 0 when every check passes even if a soci-snapshotter with default settings "
+            "would lazily load no platform of the image (no SOCI index, or only SOCI v1 indexes).",
+        ),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Machine-readable report on stdout.")] = False,
     plain_http: PlainHttp = False,
     tls_verify: TlsVerify = "true",
@@ -45,7 +54,8 @@ def validate_command(
     user: User = None,
 ) -> None:
     """Check an image's SOCI artifacts the way the soci-snapshotter will use them. Exit 0 when every
-    check passes, 1 otherwise."""
+    check passes and a soci-snapshotter with default settings lazily loads at least one platform
+    of the image (any platform with --allow-unindexed), 1 otherwise."""
     if deep and sample:
         raise typer.BadParameter("--deep and --sample exclude each other")
     from socikit.transports import open_source
@@ -60,19 +70,27 @@ def validate_command(
         if json_output:
             print_json(report.to_json())
         else:
+            from rich.markup import escape
             from rich.table import Table
 
+            # Subjects and reasons quote the image's own strings: printed as they are, never as markup.
             table = Table("check", "result", "artifact", "reason", box=None)
             for check in report.checks:
                 table.add_row(
                     check.name,
                     "[green]pass[/green]" if check.passed else "[red]FAIL[/red]",
-                    check.subject,
-                    check.reason,
+                    escape(check.subject),
+                    escape(check.reason),
                 )
             stdout.print(table)
-            stdout.print(f"soci-snapshotter with default settings: {report.summary}")
+            stdout.print(f"soci-snapshotter with default settings: {escape(str(report.summary))}")
             failed = len(report.failures)
             stdout.print(f"{len(report.checks) - failed} passed, {failed} failed")
+        if report.passed and not allow_unindexed and not report.summary.any_indexed:
+            # Valid artifacts, but a CI gate asking "is this image SOCI-enabled?" must not pass it.
+            raise InvalidArtifactError(
+                "no platform of this image has a SOCI index a soci-snapshotter would load lazily; "
+                "add --allow-unindexed to accept that"
+            )
     if not report.passed:
         raise typer.Exit(code=1)

@@ -33,7 +33,7 @@ from typing import Any, BinaryIO, Self
 
 from socikit.atomic import atomic_writer, write_atomic
 from socikit.content.base import Closing, ImageSource
-from socikit.errors import DigestMismatchError, FormatError, ImageError
+from socikit.errors import DigestMismatchError, FormatError, ImageError, UnreadableInputError
 from socikit.oci import gojson
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor
@@ -155,7 +155,7 @@ class LayoutSource(Closing):
             if not (self.root / "oci-layout").exists() and not (self.root / "index.json").exists():
                 raise ImageError(f"{self.root} is not an OCI image layout (no oci-layout or index.json)")
         except OSError as exc:
-            raise ImageError(f"cannot read the OCI layout {self.root}: {_why(exc)}") from None
+            raise UnreadableInputError(f"cannot read the OCI layout {self.root}: {_why(exc)}") from None
         # A picklable `desc -> stream` callable that works in another process.
         self.blob_opener: Callable[[Descriptor], BinaryIO] | None = functools.partial(
             _open_layout_blob, str(self.root)
@@ -170,7 +170,7 @@ class LayoutSource(Closing):
         except FileNotFoundError:
             raise ImageError(f"{self.root} is not an OCI image layout (no index.json)") from None
         except OSError as exc:
-            raise ImageError(f"cannot read {self.root / 'index.json'}: {_why(exc)}") from None
+            raise UnreadableInputError(f"cannot read {self.root / 'index.json'}: {_why(exc)}") from None
         return parse_index_json(data, str(self.root))
 
     def entries(self) -> list[Descriptor]:
@@ -187,7 +187,7 @@ class LayoutSource(Closing):
             try:
                 return path.read_bytes() if path.is_file() else None
             except OSError as exc:
-                raise ImageError(f"cannot read blob {digest} in {self.root}: {_why(exc)}") from None
+                raise UnreadableInputError(f"cannot read blob {digest} in {self.root}: {_why(exc)}") from None
 
         return resolve_entry(self.entries(), tag=self.tag, digest=self.digest, where=f"the layout {self.root}",
                              hint=f"oci:{self.root}", read_blob=read)
@@ -205,7 +205,7 @@ class LayoutSource(Closing):
         except (FileNotFoundError, IsADirectoryError):
             raise ImageError(f"blob {desc.digest} is missing from the layout {self.root}") from None
         except OSError as exc:
-            raise ImageError(f"cannot read blob {desc.digest} in {self.root}: {_why(exc)}") from None
+            raise UnreadableInputError(f"cannot read blob {desc.digest} in {self.root}: {_why(exc)}") from None
         if len(data) != desc.size:
             raise DigestMismatchError(
                 f"blob {desc.digest} in {self.root} is {len(data)} bytes, its descriptor says {desc.size}"
@@ -223,7 +223,7 @@ class LayoutSource(Closing):
         except FileNotFoundError:
             raise ImageError(f"{digest} is not in the layout {self.root}") from None
         except OSError as exc:
-            raise ImageError(f"cannot read blob {digest} in {self.root}: {_why(exc)}") from None
+            raise UnreadableInputError(f"cannot read blob {digest} in {self.root}: {_why(exc)}") from None
         data = self.read_blob(Descriptor(mt.MEDIA_TYPE_OCI_MANIFEST, digest, size))
         return data, Descriptor(_media_type_of(data) or mt.MEDIA_TYPE_OCI_MANIFEST, digest, size)
 
@@ -233,7 +233,7 @@ class LayoutSource(Closing):
         except (FileNotFoundError, IsADirectoryError):
             raise ImageError(f"blob {desc.digest} is missing from the layout {self.root}") from None
         except OSError as exc:
-            raise ImageError(f"cannot read blob {desc.digest} in {self.root}: {_why(exc)}") from None
+            raise UnreadableInputError(f"cannot read blob {desc.digest} in {self.root}: {_why(exc)}") from None
 
 
 def _has_blob(root: Path, desc: Descriptor) -> bool:

@@ -1,6 +1,7 @@
 """Checks of single SOCI artifacts, on raw bytes and decoded JSON (fact sheet §1, §5, §6).
 
-Pure functions: they take what was read and return `CheckResult`s; `image.py` does the reading.
+Pure functions: they take what was read and return `CheckResult`s; `collect.py` does the reading
+and `graph_checks.py` applies them to every artifact of an image.
 They judge artifacts made by any producer, so they decode leniently and report precisely.
 """
 
@@ -14,8 +15,17 @@ from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor, Platform
 from socikit.oci.manifest import ImageIndex, ImageManifest
 from socikit.oci.platform import matches
-from socikit.validate import report as r
-from socikit.validate.report import CheckResult
+from socikit.validate.report import (
+    ANNOTATIONS,
+    GO_CANONICAL,
+    MEDIA_TYPES,
+    SCHEMA,
+    ZTOC_DECODES,
+    ZTOC_LAYER,
+    ZTOC_SIZE,
+    ZTOC_SPAN_SIZE,
+    CheckResult,
+)
 from socikit.validate.schemas import schema_errors
 from socikit.ztoc.compression.tar import TarZinfo
 from socikit.ztoc.extract import zinfo_of
@@ -46,12 +56,12 @@ def decode_json(data: bytes) -> tuple[dict[str, Any] | None, str]:
 def check_schema(schema: str, obj: dict[str, Any] | None, subject: str, *, why: str = "") -> CheckResult:
     """Schema validity; `obj` None means the bytes did not decode (`why`)."""
     if obj is None:
-        return CheckResult(r.SCHEMA, False, why or "not a JSON object", subject)
+        return CheckResult(SCHEMA, False, why or "not a JSON object", subject)
     errors = schema_errors(schema, obj)
     if errors:
         more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
-        return CheckResult(r.SCHEMA, False, f"{schema}: {errors[0]}{more}", subject)
-    return CheckResult(r.SCHEMA, True, f"valid {schema}", subject)
+        return CheckResult(SCHEMA, False, f"{schema}: {errors[0]}{more}", subject)
+    return CheckResult(SCHEMA, True, f"valid {schema}", subject)
 
 
 def go_reencode(obj: dict[str, Any], kind: str) -> bytes:
@@ -84,15 +94,15 @@ def check_go_canonical(
 ) -> CheckResult:
     """The bytes equal their Go re-encoding. `consequence` says what goes wrong if not."""
     if obj is None:
-        return CheckResult(r.GO_CANONICAL, False, "cannot be re-encoded: not a JSON object", subject)
+        return CheckResult(GO_CANONICAL, False, "cannot be re-encoded: not a JSON object", subject)
     try:
         canonical = go_reencode(obj, kind)
     except SocikitError as exc:
-        return CheckResult(r.GO_CANONICAL, False, f"Go would not decode it: {exc}", subject)
+        return CheckResult(GO_CANONICAL, False, f"Go would not decode it: {exc}", subject)
     if canonical == data:
-        return CheckResult(r.GO_CANONICAL, True, "bytes equal Go's re-encoding", subject)
+        return CheckResult(GO_CANONICAL, True, "bytes equal Go's re-encoding", subject)
     return CheckResult(
-        r.GO_CANONICAL,
+        GO_CANONICAL,
         False,
         f"differs from Go's re-encoding at {first_difference(data, canonical)}; {consequence}",
         subject,
@@ -146,8 +156,8 @@ def check_index_media_types(
             if compression not in SUPPORTED_COMPRESSIONS:
                 problems.append(f"layers[{i}] indexes a {layer_type!r} layer, which SOCI cannot index")
     if problems:
-        return CheckResult(r.MEDIA_TYPES, False, "; ".join(problems), subject)
-    return CheckResult(r.MEDIA_TYPES, True, f"{artifact_type} index of ztocs", subject)
+        return CheckResult(MEDIA_TYPES, False, "; ".join(problems), subject)
+    return CheckResult(MEDIA_TYPES, True, f"{artifact_type} index of ztocs", subject)
 
 
 # ---- ztoc level ----------------------------------------------------------------------------
@@ -170,10 +180,10 @@ def decode_ztoc(data: bytes) -> tuple[Ztoc | None, str]:
 
 def check_ztoc_decodes(ztoc: Ztoc | None, why: str, subject: str) -> CheckResult:
     if ztoc is None:
-        return CheckResult(r.ZTOC_DECODES, False, why, subject)
+        return CheckResult(ZTOC_DECODES, False, why, subject)
     info = ztoc.compression_info
     return CheckResult(
-        r.ZTOC_DECODES,
+        ZTOC_DECODES,
         True,
         f"ztoc {ztoc.version}: {len(ztoc.toc)} entries, {info.num_spans} {info.compression_algorithm} spans",
         subject,
@@ -194,12 +204,12 @@ def check_ztoc_layer(
     layer = find_layer(desc, layers)
     if layer is None:
         return CheckResult(
-            r.ZTOC_LAYER, False, f"layer-digest {digest!r} is not a layer of the image manifest", subject
+            ZTOC_LAYER, False, f"layer-digest {digest!r} is not a layer of the image manifest", subject
         )
     annotated_type = desc.annotations.get(mt.ANNOTATION_IMAGE_LAYER_MEDIA_TYPE, "")
     if annotated_type != layer.media_type:
         return CheckResult(
-            r.ZTOC_LAYER,
+            ZTOC_LAYER,
             False,
             f"layer-mediaType {annotated_type!r} but the layer is {layer.media_type!r}",
             subject,
@@ -207,20 +217,20 @@ def check_ztoc_layer(
     expected = SUPPORTED_COMPRESSIONS.get(mt.compression_of_layer(layer.media_type) or "")
     if expected != ztoc.compression_info.compression_algorithm:
         return CheckResult(
-            r.ZTOC_LAYER,
+            ZTOC_LAYER,
             False,
             f"a {ztoc.compression_info.compression_algorithm} ztoc for a {layer.media_type} layer",
             subject,
         )
     return CheckResult(
-        r.ZTOC_LAYER, True, f"indexes layer {short(layer.digest)} ({layer.media_type})", subject
+        ZTOC_LAYER, True, f"indexes layer {short(layer.digest)} ({layer.media_type})", subject
     )
 
 
 def check_ztoc_size(ztoc: Ztoc, layer: Descriptor, subject: str) -> CheckResult:
     if ztoc.compressed_archive_size != layer.size:
         return CheckResult(
-            r.ZTOC_SIZE,
+            ZTOC_SIZE,
             False,
             f"compressed_archive_size {ztoc.compressed_archive_size} but the layer is {layer.size} bytes",
             subject,
@@ -228,9 +238,9 @@ def check_ztoc_size(ztoc: Ztoc, layer: Descriptor, subject: str) -> CheckResult:
     zinfo = zinfo_of(ztoc)
     if isinstance(zinfo, TarZinfo) and zinfo.size != layer.size:
         return CheckResult(
-            r.ZTOC_SIZE, False, f"TarZinfo size {zinfo.size} but the layer is {layer.size} bytes", subject
+            ZTOC_SIZE, False, f"TarZinfo size {zinfo.size} but the layer is {layer.size} bytes", subject
         )
-    return CheckResult(r.ZTOC_SIZE, True, f"compressed_archive_size = layer size = {layer.size}", subject)
+    return CheckResult(ZTOC_SIZE, True, f"compressed_archive_size = layer size = {layer.size}", subject)
 
 
 def check_ztoc_span_size(desc: Descriptor, ztoc: Ztoc, subject: str) -> CheckResult:
@@ -238,19 +248,19 @@ def check_ztoc_span_size(desc: Descriptor, ztoc: Ztoc, subject: str) -> CheckRes
     value = desc.annotations.get(mt.ANNOTATION_SPAN_SIZE)
     if value is None:
         return CheckResult(
-            r.ZTOC_SPAN_SIZE,
+            ZTOC_SPAN_SIZE,
             True,
             f"no span-size annotation (indexes before soci v0.12 have none); zinfo span {span_size}",
             subject,
         )
     if not value.isdigit() or int(value) != span_size:
         return CheckResult(
-            r.ZTOC_SPAN_SIZE,
+            ZTOC_SPAN_SIZE,
             False,
             f"span-size annotation {value!r} but the zinfo's span size is {span_size}",
             subject,
         )
-    return CheckResult(r.ZTOC_SPAN_SIZE, True, f"span size {span_size}", subject)
+    return CheckResult(ZTOC_SPAN_SIZE, True, f"span size {span_size}", subject)
 
 
 def needs_xattrs(ztoc: Ztoc) -> str:
@@ -268,12 +278,13 @@ def check_ztoc_annotations(desc: Descriptor, ztoc: Ztoc, subject: str) -> CheckR
     if desc.annotations.get(mt.ANNOTATION_DISABLE_XATTRS) == "true":
         why = needs_xattrs(ztoc)
         if why:
-            return CheckResult(r.ANNOTATIONS, False, f"disable-xattrs is set but {why}", subject)
-        return CheckResult(r.ANNOTATIONS, True, "disable-xattrs set and no entry has xattrs", subject)
-    return CheckResult(r.ANNOTATIONS, True, "layer annotations present", subject)
+            return CheckResult(ANNOTATIONS, False, f"disable-xattrs is set but {why}", subject)
+        return CheckResult(ANNOTATIONS, True, "disable-xattrs set and no entry has xattrs", subject)
+    return CheckResult(ANNOTATIONS, True, "layer annotations present", subject)
 
 
 __all__ = [
+    "SUPPORTED_COMPRESSIONS",
     "check_go_canonical",
     "check_index_media_types",
     "check_schema",
@@ -288,5 +299,7 @@ __all__ = [
     "first_difference",
     "go_reencode",
     "needs_xattrs",
+    "platform_text",
     "platforms_match",
+    "short",
 ]

@@ -6,7 +6,8 @@ enable = true`) fetches its spans when it mounts that layer, resolving span ids 
 layer's ztoc in the same index. So besides its schema, an artifact must name a layer of the image
 manifest that the index has a ztoc for, and its span ranges must lie within that ztoc's spans.
 
-Pure over what was read: `read_blob` is the one way out. Results use the check names of
+Pure over what was read: `read_blob` hands over the bytes `collect` read (it raises the reason a
+blob could not be read). Results use the check names of
 `socikit.validate.report`: `schema` for the blob itself, `prefetch` for its binding to a layer
 and a ztoc.
 """

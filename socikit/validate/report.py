@@ -85,9 +85,13 @@ class ManifestVerdict:
     platform: str
     lazy: bool
     reason: str
+    # Not lazy by default only because its SOCI index is v1: `pull_modes.soci_v1 enable = true`
+    # (or the explicit index-digest label) would load it lazily.
+    lazy_with_v1: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        return {"digest": self.digest, "platform": self.platform, "lazy": self.lazy, "reason": self.reason}
+        return {"digest": self.digest, "platform": self.platform, "lazy": self.lazy, "reason": self.reason,
+                "lazy_with_v1": self.lazy_with_v1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +102,17 @@ class Summary:
     lazy: bool
     reason: str  # why (per platform when the image has several), without the verdict itself
     manifests: tuple[ManifestVerdict, ...] = ()
+
+    @property
+    def any_lazy(self) -> bool:
+        """At least one platform manifest is lazily loaded by default."""
+        return any(m.lazy for m in self.manifests)
+
+    @property
+    def any_indexed(self) -> bool:
+        """At least one platform manifest has a SOCI index a soci-snapshotter loads lazily, by
+        default (v2) or with SOCI v1 enabled (what `validate` requires unless --allow-unindexed)."""
+        return any(m.lazy or m.lazy_with_v1 for m in self.manifests)
 
     def __str__(self) -> str:
         verdict = "lazily loads" if self.lazy else "does not lazily load"

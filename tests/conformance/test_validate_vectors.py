@@ -19,7 +19,7 @@ from conformance.run import main as run_main
 from conformance.suite import compare_output, run_vector, substitutions
 from socikit.content.layout import LayoutSource
 from socikit.validate import CHECK_NAMES, validate_image
-from socikit.validate import report as r
+from socikit.validate.report import PREFETCH, SPAN_DIGESTS, V1_DISCOVERABLE, V1_SUBJECT
 from tests.vectors import REPO_ROOT, VECTORS_DIR, all_vectors, extra_vectors
 
 VECTORS = [pytest.param(v, id=v.name) for v in [*all_vectors(), *extra_vectors()]]
@@ -38,8 +38,8 @@ def test_every_vector_validates(vector, tmp_path: Path) -> None:
     assert report.passed, [c.to_json() for c in report.failures]
     # Every check ran (the uncompressed layer's span reads are trivially the tar bytes, still reported);
     # the prefetch check only where there are prefetch artifacts.
-    prefetch = {r.PREFETCH} if vector.params.get("prefetch_files") else set()
-    assert {c.name for c in report.checks} == set(CHECK_NAMES) - {r.PREFETCH} | prefetch
+    prefetch = {PREFETCH} if vector.params.get("prefetch_files") else set()
+    assert {c.name for c in report.checks} == set(CHECK_NAMES) - {PREFETCH} | prefetch
     assert report.summary.lazy, report.summary.reason
     assert json.loads(json.dumps(report.to_json()))["passed"] is True
 
@@ -66,7 +66,7 @@ def test_v1_only_image_is_not_lazily_loaded_by_default(tmp_path: Path) -> None:
     (layout / "index.json").write_text(json.dumps(index))
     report = validate_image(LayoutSource(layout, tag="latest"), deep=True)
     assert report.passed, report.failures
-    assert {r.V1_SUBJECT, r.V1_DISCOVERABLE} <= {c.name for c in report.checks}
+    assert {V1_SUBJECT, V1_DISCOVERABLE} <= {c.name for c in report.checks}
     assert not report.summary.lazy
     assert "soci_v1" in report.summary.reason
 
@@ -135,7 +135,7 @@ def test_suite_rejects_a_producer_writing_other_bytes(tmp_path: Path) -> None:
         "soci",
         "ztoc",
     }  # the broken ztoc changes every digest above it
-    assert result.validation is not None and result.validation.failed_names() == {r.SPAN_DIGESTS}
+    assert result.validation is not None and result.validation.failed_names() == {SPAN_DIGESTS}
 
 
 def test_suite_reports_a_failing_command(tmp_path: Path) -> None:

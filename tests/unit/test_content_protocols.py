@@ -95,7 +95,8 @@ def test_sources_and_sinks_are_context_managers(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", [*sorted((REPO_ROOT / "socikit" / "pipeline").glob("*.py")),
-                                  REPO_ROOT / "socikit" / "validate" / "image.py",
+                                  *(REPO_ROOT / "socikit" / "validate" / f"{name}.py"
+                                    for name in ("image", "collect", "graph_checks", "deep")),
                                   REPO_ROOT / "socikit" / "transports.py"],
                          ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_no_attribute_sniffing(path: Path) -> None:

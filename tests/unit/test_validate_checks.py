@@ -20,7 +20,25 @@ from socikit.content.layout import LayoutSource
 from socikit.oci import gojson
 from socikit.oci import mediatypes as mt
 from socikit.validate import Report, validate_image
-from socikit.validate import report as r
+from socikit.validate.report import (
+    ANNOTATIONS,
+    CHECK_NAMES,
+    FILE_CONTENTS,
+    GO_CANONICAL,
+    LAYER_BLOB,
+    MEDIA_TYPES,
+    PREFETCH,
+    SCHEMA,
+    SPAN_DIGESTS,
+    TOC_HEADERS,
+    V1_DISCOVERABLE,
+    V1_SUBJECT,
+    V2_LINKS,
+    ZTOC_DECODES,
+    ZTOC_LAYER,
+    ZTOC_SIZE,
+    ZTOC_SPAN_SIZE,
+)
 from socikit.ztoc.compression.gzip import HEADER_SIZE, RECORD_SIZE, GzipZinfo
 from socikit.ztoc.serialize import dumps, loads
 from tests.vectors import VECTORS_DIR
@@ -94,7 +112,7 @@ def assert_only(report: Report, name: str, *, contains: str = "") -> None:
 def test_the_unbroken_layout_passes_every_check(image: Image) -> None:
     report = image.validate()
     assert report.passed, report.failures
-    assert {c.name for c in report.checks} == set(r.CHECK_NAMES) - {r.PREFETCH}  # no prefetch artifacts
+    assert {c.name for c in report.checks} == set(CHECK_NAMES) - {PREFETCH}  # no prefetch artifacts
     assert report.summary.lazy
     # The reference's ztoc is rebuilt identically from the blob, which settles the layer checks.
     assert report.stats["layers_reproduced"] == report.stats["layers_scanned"] == 1
@@ -103,7 +121,7 @@ def test_the_unbroken_layout_passes_every_check(image: Image) -> None:
 def test_the_unbroken_layout_passes_check_by_check(image: Image) -> None:
     report = image.validate(reproduce=False)
     assert report.passed, report.failures
-    assert {c.name for c in report.checks} == set(r.CHECK_NAMES) - {r.PREFETCH}  # no prefetch artifacts
+    assert {c.name for c in report.checks} == set(CHECK_NAMES) - {PREFETCH}  # no prefetch artifacts
     assert report.stats["layers_reproduced"] == 0
     assert report.stats["layers_scanned"] == 1
 
@@ -141,7 +159,7 @@ def test_flipped_span_digest_fails_span_digests(image: Image) -> None:
         return replace(ztoc, compression_info=replace(ztoc.compression_info, span_digests=tuple(digests)))
 
     image.edit_ztoc(flip)
-    assert_only(image.validate(), r.SPAN_DIGESTS, contains="span 3")
+    assert_only(image.validate(), SPAN_DIGESTS, contains="span 3")
 
 
 def test_wrong_layer_digest_annotation_fails_ztoc_layer(image: Image) -> None:
@@ -149,7 +167,7 @@ def test_wrong_layer_digest_annotation_fails_ztoc_layer(image: Image) -> None:
         doc["layers"][0]["annotations"][mt.ANNOTATION_IMAGE_LAYER_DIGEST] = "sha256:" + "ab" * 32
 
     image.edit_json(image.soci_v2_digest(), edit)
-    assert_only(image.validate(), r.ZTOC_LAYER, contains="not a layer of the image manifest")
+    assert_only(image.validate(), ZTOC_LAYER, contains="not a layer of the image manifest")
 
 
 def test_reordered_json_key_fails_go_canonical_and_lazy_loading(image: Image) -> None:
@@ -159,7 +177,7 @@ def test_reordered_json_key_fails_go_canonical_and_lazy_loading(image: Image) ->
     doc["config"] = {"digest": config["digest"], "mediaType": config["mediaType"], "size": config["size"]}
     replace_blob(image.root, digest, gojson.dumps(doc))
     report = image.validate()
-    assert_only(report, r.GO_CANONICAL, contains="refuses to store")
+    assert_only(report, GO_CANONICAL, contains="refuses to store")
     assert not report.summary.lazy
     assert "Go-canonical" in report.summary.reason
 
@@ -172,7 +190,7 @@ def test_top_level_artifact_type_in_a_soci_index_is_not_canonical(image: Image) 
 
     image.edit_json(image.soci_v2_digest(), edit)
     # The schema forbids it too: the snapshotter's re-encoding drops the field.
-    assert image.validate().failed_names() == {r.GO_CANONICAL, r.SCHEMA}
+    assert image.validate().failed_names() == {GO_CANONICAL, SCHEMA}
 
 
 def test_dangling_index_digest_fails_v2_links(image: Image) -> None:
@@ -189,7 +207,7 @@ def test_dangling_index_digest_fails_v2_links(image: Image) -> None:
 
     image.edit_json(image.converted_digest(), annotate_entry)
     report = image.validate()
-    assert_only(report, r.V2_LINKS, contains="dangling")
+    assert_only(report, V2_LINKS, contains="dangling")
     assert not report.summary.lazy
     assert "not there" in report.summary.reason
 
@@ -202,7 +220,7 @@ def test_toc_offset_off_by_512_fails_toc_headers(image: Image) -> None:
         return replace(ztoc, toc=tuple(toc))
 
     image.edit_ztoc(shift)
-    assert_only(image.validate(), r.TOC_HEADERS)
+    assert_only(image.validate(), TOC_HEADERS)
 
 
 def test_toc_field_differing_from_the_tar_header_fails_toc_headers(image: Image) -> None:
@@ -213,14 +231,14 @@ def test_toc_field_differing_from_the_tar_header_fails_toc_headers(image: Image)
         return replace(ztoc, toc=tuple(toc))
 
     image.edit_ztoc(chmod)
-    assert_only(image.validate(), r.TOC_HEADERS, contains="TOC mode")
+    assert_only(image.validate(), TOC_HEADERS, contains="TOC mode")
 
 
 def test_truncated_ztoc_fails_ztoc_decodes(image: Image) -> None:
     digest = image.ztoc_digest()
     data = blob_path(image.root, digest).read_bytes()
     replace_blob(image.root, digest, data[: len(data) // 2])
-    assert_only(image.validate(), r.ZTOC_DECODES)
+    assert_only(image.validate(), ZTOC_DECODES)
 
 
 def test_wrong_span_size_annotation_fails_ztoc_span_size(image: Image) -> None:
@@ -228,12 +246,12 @@ def test_wrong_span_size_annotation_fails_ztoc_span_size(image: Image) -> None:
         doc["layers"][0]["annotations"][mt.ANNOTATION_SPAN_SIZE] = "1048576"
 
     image.edit_json(image.soci_v2_digest(), edit)
-    assert_only(image.validate(), r.ZTOC_SPAN_SIZE, contains="1048576")
+    assert_only(image.validate(), ZTOC_SPAN_SIZE, contains="1048576")
 
 
 def test_wrong_compressed_archive_size_fails_ztoc_size(image: Image) -> None:
     image.edit_ztoc(lambda z: replace(z, compressed_archive_size=z.compressed_archive_size + 1))
-    assert_only(image.validate(), r.ZTOC_SIZE)
+    assert_only(image.validate(), ZTOC_SIZE)
 
 
 def test_corrupt_checkpoint_window_fails_file_contents(image: Image) -> None:
@@ -245,11 +263,11 @@ def test_corrupt_checkpoint_window_fails_file_contents(image: Image) -> None:
 
     image.edit_ztoc(corrupt)
     report = image.validate()
-    assert_only(report, r.FILE_CONTENTS, contains="span 5")
+    assert_only(report, FILE_CONTENTS, contains="span 5")
     # The same defect is found when only a sample of files is read through spans, if the sample
     # reaches that span; a sample of 0 reads none and so cannot see it.
     assert validate_image(LayoutSource(image.root, tag="latest"), sample=1000).failed_names() == {
-        r.FILE_CONTENTS
+        FILE_CONTENTS
     }
 
 
@@ -262,7 +280,7 @@ def test_checkpoint_offset_moved_fails_file_contents(image: Image) -> None:
         return replace(ztoc, compression_info=replace(ztoc.compression_info, checkpoints=bytes(blob)))
 
     image.edit_ztoc(move)
-    assert_only(image.validate(), r.FILE_CONTENTS)
+    assert_only(image.validate(), FILE_CONTENTS)
 
 
 def test_soci_entry_with_wrong_artifact_type_fails_media_types(image: Image) -> None:
@@ -273,7 +291,7 @@ def test_soci_entry_with_wrong_artifact_type_fails_media_types(image: Image) -> 
         entry["artifactType"] = mt.ARTIFACT_TYPE_SOCI_INDEX_V1
 
     image.edit_json(image.converted_digest(), edit)
-    assert_only(image.validate(), r.MEDIA_TYPES, contains="artifactType")
+    assert_only(image.validate(), MEDIA_TYPES, contains="artifactType")
 
 
 def test_entry_annotations_differing_from_the_manifest_fail_annotations(image: Image) -> None:
@@ -284,7 +302,7 @@ def test_entry_annotations_differing_from_the_manifest_fail_annotations(image: I
         entry["annotations"] = gojson.sorted_map({**entry["annotations"], "b.extra": "x"})
 
     image.edit_json(image.converted_digest(), edit)
-    assert_only(image.validate(), r.ANNOTATIONS, contains="annotations differ")
+    assert_only(image.validate(), ANNOTATIONS, contains="annotations differ")
 
 
 def test_disable_xattrs_on_a_layer_with_xattrs_fails_annotations(image: Image) -> None:
@@ -295,13 +313,13 @@ def test_disable_xattrs_on_a_layer_with_xattrs_fails_annotations(image: Image) -
         )
 
     image.edit_json(image.soci_v2_digest(), edit)
-    assert_only(image.validate(), r.ANNOTATIONS, contains="disable-xattrs is set but")
+    assert_only(image.validate(), ANNOTATIONS, contains="disable-xattrs is set but")
 
 
 def test_empty_soci_index_layers_fail_schema(image: Image) -> None:
     image.edit_json(image.soci_v2_digest(), lambda doc: doc.update(layers=[]))
     report = image.validate()
-    assert_only(report, r.SCHEMA, contains="layers")
+    assert_only(report, SCHEMA, contains="layers")
     assert not report.summary.lazy
 
 
@@ -310,7 +328,7 @@ def test_unresolvable_v1_subject_fails_v1_subject(image: Image) -> None:
         doc["subject"]["digest"] = "sha256:" + "ef" * 32
 
     image.edit_json(image.soci_v1_digest(), edit)
-    assert_only(image.validate(), r.V1_SUBJECT, contains="does not resolve")
+    assert_only(image.validate(), V1_SUBJECT, contains="does not resolve")
 
 
 def test_v1_index_listed_without_artifact_type_fails_v1_discoverable(image: Image) -> None:
@@ -318,7 +336,7 @@ def test_v1_index_listed_without_artifact_type_fails_v1_discoverable(image: Imag
     for entry in index["manifests"]:
         entry.pop("artifactType", None)
     (image.root / "index.json").write_bytes(gojson.dumps(index))
-    assert_only(image.validate(), r.V1_DISCOVERABLE, contains="without artifactType")
+    assert_only(image.validate(), V1_DISCOVERABLE, contains="without artifactType")
 
 
 def test_corrupt_layer_blob_fails_layer_blob(image: Image) -> None:
@@ -330,5 +348,5 @@ def test_corrupt_layer_blob_fails_layer_blob(image: Image) -> None:
     report = image.validate()
     # The last span's compressed bytes include the trailer, so its digest no longer matches and
     # decompression reports the bad trailer: those are real consequences of the same defect.
-    assert r.LAYER_BLOB in report.failed_names()
-    assert report.failed_names() <= {r.LAYER_BLOB, r.SPAN_DIGESTS, r.FILE_CONTENTS}
+    assert LAYER_BLOB in report.failed_names()
+    assert report.failed_names() <= {LAYER_BLOB, SPAN_DIGESTS, FILE_CONTENTS}

@@ -11,11 +11,11 @@ import pytest
 
 from conformance.layout import assemble_expected_layout, read_json
 from socikit.content.layout import LayoutSource
-from socikit.errors import RegistryError
+from socikit.errors import ImageError, RegistryError
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor
 from socikit.validate import CHECK_DESCRIPTIONS, CHECK_NAMES, validate_image
-from socikit.validate import report as r
+from socikit.validate.report import V1_DISCOVERABLE, V1_SUBJECT, V2_LINKS
 from tests.vectors import VECTORS_DIR
 
 
@@ -76,16 +76,16 @@ def test_v1_index_found_through_referrers(layout: Path) -> None:
     report = validate_image(source, deep=True)
     assert report.passed, report.failures
     assert source.calls == [(original.digest, mt.ARTIFACT_TYPE_SOCI_INDEX_V1)]
-    discoverable = report.by_name(r.V1_DISCOVERABLE)
+    discoverable = report.by_name(V1_DISCOVERABLE)
     assert len(discoverable) == 1 and "referrer" in discoverable[0].reason
-    assert report.by_name(r.V1_SUBJECT)[0].passed
+    assert report.by_name(V1_SUBJECT)[0].passed
     assert not report.summary.lazy and "soci_v1" in report.summary.reason
 
 
 def test_failing_referrers_query_fails_v1_discoverable(layout: Path) -> None:
     report = validate_image(RegistryLike(layout, _original_manifest(), fail=True))
-    assert report.failed_names() == {r.V1_DISCOVERABLE}
-    assert "500" in report.by_name(r.V1_DISCOVERABLE)[0].reason
+    assert report.failed_names() == {V1_DISCOVERABLE}
+    assert "500" in report.by_name(V1_DISCOVERABLE)[0].reason
 
 
 def _converted_manifest(layout: Path) -> Descriptor:
@@ -97,7 +97,7 @@ def test_referrer_about_another_manifest_fails_v1_subject(layout: Path) -> None:
     # The registry lists, for the converted manifest, a v1 index whose subject is the original.
     manifest = _converted_manifest(layout)
     report = validate_image(RegistryLike(layout, manifest, {manifest.digest: [_v1_entry(layout)]}))
-    assert report.failed_names() == {r.V1_SUBJECT}
+    assert report.failed_names() == {V1_SUBJECT}
     assert "not the manifest it was listed for" in report.failures[0].reason
 
 
@@ -105,19 +105,21 @@ def test_lone_converted_manifest_finds_its_index_by_digest(layout: Path) -> None
     manifest = _converted_manifest(layout)
     report = validate_image(LayoutSource(layout, digest=manifest.digest), deep=True)
     assert report.passed, report.failures
-    links = report.by_name(r.V2_LINKS)
+    links = report.by_name(V2_LINKS)
     assert links and "one-way" in links[0].reason
     assert report.summary.lazy
 
 
-def test_missing_image_is_reported_not_raised(tmp_path: Path) -> None:
+def test_missing_image_is_raised_not_reported(tmp_path: Path, layout: Path) -> None:
+    """Not reaching the image is no property of it: the source's error, not a failed check."""
     (tmp_path / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     (tmp_path / "index.json").write_text('{"schemaVersion":2,"manifests":[]}')
-    report = validate_image(LayoutSource(tmp_path, tag="latest"))
-    assert not report.passed
-    assert report.failed_names() == {r.SCHEMA}
-    assert "cannot be resolved" in report.failures[0].reason
-    assert not report.summary.lazy
+    with pytest.raises(ImageError, match="tag 'latest' is not in the layout"):
+        validate_image(LayoutSource(tmp_path, tag="latest"))
+    root = LayoutSource(layout, tag="latest").resolve()
+    (layout / "blobs" / "sha256" / root.digest[7:]).unlink()
+    with pytest.raises(ImageError, match=f"blob {root.digest} is missing"):
+        validate_image(LayoutSource(layout, tag="latest"))
 
 
 def test_report_json_shape(layout: Path) -> None:

@@ -10,7 +10,16 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from socikit.validate import SCHEMA_NAMES, load_schema, schema_errors
-from socikit.validate import schemas as s
+from socikit.validate.schemas import (
+    CONVERTED_INDEX,
+    IMAGE_INDEX,
+    IMAGE_MANIFEST,
+    PREFETCH,
+    SOCI_INDEX_V1,
+    SOCI_INDEX_V2,
+    ZTOC_INFO,
+    schema_dir,
+)
 from socikit.ztoc.info import ztoc_info
 from socikit.ztoc.serialize import loads
 from tests.vectors import REPO_ROOT, all_vectors
@@ -20,12 +29,12 @@ EXPECTED = [(v, f) for v in all_vectors() for f in sorted((v.path / "expected-cu
 
 def _schema_for(name: str) -> str:
     if name.startswith("soci-index-v1-"):
-        return s.SOCI_INDEX_V1
+        return SOCI_INDEX_V1
     if name.startswith("soci-index-v2-"):
-        return s.SOCI_INDEX_V2
+        return SOCI_INDEX_V2
     if name.startswith("manifest-"):
-        return s.IMAGE_MANIFEST
-    return s.IMAGE_INDEX
+        return IMAGE_MANIFEST
+    return IMAGE_INDEX
 
 
 def test_every_schema_is_valid_draft_2020_12() -> None:
@@ -38,7 +47,7 @@ def test_every_schema_is_valid_draft_2020_12() -> None:
 
 
 def test_schemas_are_read_from_the_repository_in_a_checkout() -> None:
-    assert Path(str(s.schema_dir())).resolve() == (REPO_ROOT / "schemas").resolve()
+    assert Path(str(schema_dir())).resolve() == (REPO_ROOT / "schemas").resolve()
 
 
 def test_unknown_schema_name_is_refused() -> None:
@@ -58,7 +67,7 @@ def test_reference_json_matches_our_schemas(vector, file: Path) -> None:
 def test_converted_indexes_match_the_strict_conversion_schema() -> None:
     for vector in all_vectors():
         document = json.loads((vector.path / "expected-current" / "converted-index.json").read_bytes())
-        assert schema_errors(s.CONVERTED_INDEX, document) == []
+        assert schema_errors(CONVERTED_INDEX, document) == []
 
 
 @pytest.mark.parametrize("vector", all_vectors(), ids=lambda v: v.name)
@@ -66,10 +75,10 @@ def test_ztoc_info_view_matches_its_schema(vector) -> None:
     checked = 0
     for file in sorted((vector.path / "expected-current").glob("ztoc-*.bin")):
         data = file.read_bytes()
-        assert schema_errors(s.ZTOC_INFO, ztoc_info(loads(data), size=len(data))) == []
+        assert schema_errors(ZTOC_INFO, ztoc_info(loads(data), size=len(data))) == []
         checked += 1
     for file in sorted((vector.path / "expected").glob("*.info.json")):
-        assert schema_errors(s.ZTOC_INFO, json.loads(file.read_bytes())) == []
+        assert schema_errors(ZTOC_INFO, json.loads(file.read_bytes())) == []
         checked += 1
     assert checked >= 2
 
@@ -86,12 +95,12 @@ def test_v2_index_with_a_subject_is_rejected() -> None:
         "digest": "sha256:" + "0" * 64,
         "size": 1,
     }
-    assert any("subject" in e for e in schema_errors(s.SOCI_INDEX_V2, doc))
+    assert any("subject" in e for e in schema_errors(SOCI_INDEX_V2, doc))
 
 
 def test_v1_index_needs_its_subject_and_v1_config() -> None:
     doc = _soci_v2()
-    errors = schema_errors(s.SOCI_INDEX_V1, doc)
+    errors = schema_errors(SOCI_INDEX_V1, doc)
     assert any("'subject' is a required property" in e for e in errors)
     assert any(e.startswith("config/mediaType") for e in errors)
 
@@ -120,7 +129,7 @@ def test_v1_index_needs_its_subject_and_v1_config() -> None:
 def test_broken_soci_index_is_rejected(edit, where: str) -> None:
     doc = _soci_v2()
     edit(doc)
-    errors = schema_errors(s.SOCI_INDEX_V2, doc)
+    errors = schema_errors(SOCI_INDEX_V2, doc)
     assert errors and any(e.startswith(where) for e in errors), errors
 
 
@@ -129,10 +138,10 @@ def test_prefetch_artifact_schema() -> None:
         "version": "1.0",
         "prefetch_spans": [{"start_span": 0, "end_span": 3}, {"start_span": 5, "end_span": 5, "priority": 1}],
     }
-    assert schema_errors(s.PREFETCH, good) == []
-    assert schema_errors(s.PREFETCH, {**good, "version": "2.0"})
+    assert schema_errors(PREFETCH, good) == []
+    assert schema_errors(PREFETCH, {**good, "version": "2.0"})
     assert schema_errors(
-        s.PREFETCH, {"version": "1.0", "prefetch_spans": [{"start_span": -1, "end_span": 0}]}
+        PREFETCH, {"version": "1.0", "prefetch_spans": [{"start_span": -1, "end_span": 0}]}
     )
 
 
@@ -142,6 +151,6 @@ def test_converted_index_soci_entry_needs_its_link_and_platform() -> None:
     entry = doc["manifests"][1]
     del entry["platform"]
     entry["annotations"] = {}
-    errors = schema_errors(s.IMAGE_INDEX, doc)
+    errors = schema_errors(IMAGE_INDEX, doc)
     assert any("'platform' is a required property" in e for e in errors)
     assert any("image-manifest-digest" in e for e in errors)
