@@ -20,16 +20,11 @@ if TYPE_CHECKING:
     from rich.text import Text
 
 
-# The only strings rich may read as markup: words the CLI itself styles (validate's result
-# column). Everything else (paths, references, reasons, file names) is user data and is printed
-# as typed: "[red]x[/red]" must not vanish, "sha256:abcd:" must not become an emoji. Once
-# validate's table passes rich `Text` objects for these words, this set can go.
-_STYLED_WORDS = frozenset({"[green]pass[/green]", "[red]FAIL[/red]"})
-
-
 def _literal_console(**options: Any) -> Console:
     """A rich Console that renders every string literally (no markup, no emoji codes, no
-    highlighting) except the CLI's own styled words."""
+    highlighting): paths, references, reasons and file names are user data, printed as typed
+    ("[red]x[/red]" must not vanish, "sha256:abcd:" must not become an emoji). Styling is given
+    as rich `Text` objects."""
     from rich.console import Console
 
     class LiteralConsole(Console):
@@ -39,7 +34,7 @@ def _literal_console(**options: Any) -> Console:
                        highlighter: HighlighterType | None = None) -> Text:
             del emoji, markup, highlight, highlighter  # never taken from the caller: data stays data
             return super().render_str(text, style=style, justify=justify, overflow=overflow, emoji=False,
-                                      markup=text in _STYLED_WORDS, highlight=False)
+                                      markup=False, highlight=False)
 
     return LiteralConsole(markup=False, emoji=False, highlight=False, **options)
 

@@ -70,20 +70,21 @@ def validate_command(
         if json_output:
             print_json(report.to_json())
         else:
-            from rich.markup import escape
             from rich.table import Table
+            from rich.text import Text
 
-            # Subjects and reasons quote the image's own strings: printed as they are, never as markup.
+            # Subjects and reasons quote the image's own strings: the console prints strings as
+            # they are; only the result word is styled, as a Text.
             table = Table("check", "result", "artifact", "reason", box=None)
             for check in report.checks:
                 table.add_row(
                     check.name,
-                    "[green]pass[/green]" if check.passed else "[red]FAIL[/red]",
-                    escape(check.subject),
-                    escape(check.reason),
+                    Text("pass", style="green") if check.passed else Text("FAIL", style="red"),
+                    check.subject,
+                    check.reason,
                 )
             stdout.print(table)
-            stdout.print(f"soci-snapshotter with default settings: {escape(str(report.summary))}")
+            stdout.print(f"soci-snapshotter with default settings: {report.summary}")
             failed = len(report.failures)
             stdout.print(f"{len(report.checks) - failed} passed, {failed} failed")
         if report.passed and not allow_unindexed and not report.summary.any_indexed:

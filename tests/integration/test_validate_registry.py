@@ -97,9 +97,19 @@ def test_a_lone_platform_manifest(pushed: dict[str, str], tag: str) -> None:
         assert result.returncode == 0 and report["summary"]["lazy"]
         assert "one-way link" in _by_name(report, "v2-links")[0]["reason"]
     else:
-        assert result.returncode == 1 and result.stderr == UNINDEXED
+        assert result.returncode == 0 and not report["summary"]["lazy"]  # indexed; v1 is off by default
         assert [c["subject"].split()[-1] for c in _by_name(report, "v1-discoverable")] == \
             [_v1_indexes()[manifest["digest"]]]
+
+
+def test_an_image_without_soci_index_fails_the_gate(registry: RegistryServer) -> None:
+    plain = f"{registry.host}/val-plain:1"
+    subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{MULTI / 'input'}:latest",
+                    f"docker://{plain}"], check=True, capture_output=True, timeout=120)
+    result, report = _validate("--plain-http", plain)
+    assert report["passed"] and result.returncode == 1 and result.stderr == UNINDEXED
+    allowed = run_socikit("validate", "--plain-http", "--allow-unindexed", plain)
+    assert allowed.returncode == 0 and allowed.stderr == "", allowed.stdout + allowed.stderr
 
 
 def _one_error_line(result: subprocess.CompletedProcess[str], *needles: str) -> None:
