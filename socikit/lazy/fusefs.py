@@ -293,6 +293,12 @@ class LazyFileSystem(pyfuse3.Operations):
         entry.st_ctime_ns = attrs.mtime_ns
         return entry
 
+    def _negative_entry(self) -> pyfuse3.EntryAttributes:
+        entry = pyfuse3.EntryAttributes()
+        entry.st_ino = 0
+        entry.entry_timeout = self.options.negative_timeout
+        return entry
+
     def _virtual_attributes(self, node: VirtualDir | VirtualFile | None) -> NodeAttributes:
         if node is None or isinstance(node, VirtualDir):
             mode, uid, gid = (0o755, 0, 0) if node is None else (node.mode, node.uid, node.gid)
@@ -372,7 +378,8 @@ class LazyFileSystem(pyfuse3.Operations):
             else:
                 child = layer.tree.lookup(node, text)
             if child is None:
-                raise _fuse_error(errno.ENOENT)
+                # a layer never changes: let the kernel remember the miss (programs probe a lot)
+                return self._negative_entry()
             return self._entry(layer.inode(child), layer.tree.attributes(child))
         key = self._virtual_key(parent_inode)
         if text == ".":

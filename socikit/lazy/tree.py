@@ -15,7 +15,10 @@ on top (fact sheet §7.6):
   the layer itself has a real `<x>` there, in which case it is hidden;
 * `.wh..wh..opq` is hidden and its directory reports `trusted.overlay.opaque=y` (listed) and
   `user.overlay.opaque=y` (answered when asked, for an overlay mounted with `userxattr`, but not
-  listed, so a container's `listxattr` shows what it shows under containerd's overlayfs).
+  listed, so a container's `listxattr` shows what it shows under containerd's overlayfs);
+* in an image's first layer (`bottom=True`) whiteouts and opaque markers are hidden and have no
+  effect, as containerd applies a first layer (there is nothing below to delete); overlayfs
+  relies on it: a directory only its lowest layer holds is listed as is, whiteouts included.
 
 Modification times are clamped to [1970-01-01, 2262-04-11] as containerd's applier clamps them.
 """
@@ -103,7 +106,7 @@ class LayerTree:
     into the bytes a file system passes around. Directory views (whiteouts translated, markers
     hidden) are built on first use and kept."""
 
-    def __init__(self, ztoc: Ztoc, *, xattrs: bool = True) -> None:
+    def __init__(self, ztoc: Ztoc, *, xattrs: bool = True, bottom: bool = False) -> None:
         index = toc_index(ztoc)
         if index.skipped:
             name, reason = index.skipped[0]
@@ -111,6 +114,7 @@ class LayerTree:
                               f"{f' (and {len(index.skipped) - 1} more)' if len(index.skipped) > 1 else ''}")
         self.index: TocIndex = index
         self.xattrs_enabled = xattrs
+        self.bottom = bottom
         self.node_count = 1 + max((index.node_of(path) or 0) for path in index)
         # A hard link's own entry: the applier's chmod/chown/chtimes after linking wins.
         self._link_entries: dict[int, FileMetadata] = {}
@@ -144,10 +148,11 @@ class LayerTree:
         view = {}
         for name, kid in kids.items():
             if name == OPAQUE_MARKER:
-                self._opaque.add(node)
+                if not self.bottom:
+                    self._opaque.add(node)
             elif name.startswith(WHITEOUT_PREFIX):
                 hidden = name[len(WHITEOUT_PREFIX):]
-                if hidden and hidden not in kids:
+                if hidden and hidden not in kids and not self.bottom:
                     view[hidden] = kid
                     self._whiteouts.add(kid)
             else:

@@ -92,6 +92,16 @@ def test_whiteouts_and_opaque_dirs(tree: LayerTree) -> None:
     assert tree.xattr(var, b"trusted.overlay.opaque") is None
 
 
+def test_a_first_layer_hides_whiteouts_and_opaque_markers() -> None:
+    bottom = LayerTree(make_layer(every_kind()).ztoc, bottom=True)
+    etc = walk(bottom, "etc")
+    assert "gone" not in [name for name, _ in bottom.entries(etc)] and bottom.lookup(etc, "gone") is None
+    assert [name for name, _ in bottom.entries(walk(bottom, "var"))] == ["opq", "both"]
+    opq = walk(bottom, "var/opq")
+    assert [name for name, _ in bottom.entries(opq)] == ["kept"]
+    assert bottom.xattr_names(opq) == [] and bottom.xattr(opq, b"trusted.overlay.opaque") is None
+
+
 def test_parents_and_root(tree: LayerTree) -> None:
     assert tree.parent(walk(tree, "etc/big.bin")) == walk(tree, "etc")
     assert tree.parent(walk(tree, "etc")) == 0 and tree.parent(0) == 0
