@@ -9,7 +9,9 @@ a layer whose spans are all here is served with the registry unreachable.
 
 A small in-memory layer in front (`memory_bytes`) keeps the most recently used spans, so that
 the many small reads of one span (the kernel asks for 128 KiB at a time) cost no disk read and no
-thread. `max_bytes = 0` keeps nothing on disk.
+thread. `max_bytes = 0` keeps nothing on disk. `put(..., wait=False)` keeps the span in memory at
+once and writes it to disk on a writer thread, so a reader waiting for a fetched span does not
+also wait for the disk (`flush()` waits for the writes).
 
 Thread-safe: every method may be called from any thread; `peek` never touches the disk.
 """
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import re
 import threading
 from collections import OrderedDict
@@ -53,6 +56,8 @@ class SpanCache:
         self._memory: OrderedDict[SpanKey, bytes] = OrderedDict()
         self._memory_total = 0
         self.evicted = 0
+        self._writes: queue.Queue[tuple[str, int, bytes] | None] = queue.Queue()
+        self._writer: threading.Thread | None = None
         if self.max_bytes:
             directory.mkdir(parents=True, exist_ok=True)
             self._scan()
@@ -188,14 +193,40 @@ class SpanCache:
             self._memorize(key, data)
         return data
 
-    def put(self, layer: str, span: int, data: bytes) -> None:
+    def put(self, layer: str, span: int, data: bytes, *, wait: bool = True) -> None:
         """Keep a verified span (memory, and disk unless max_bytes is 0), evicting the least
-        recently used spans beyond max_bytes. Blocking (writes a file)."""
+        recently used spans beyond max_bytes. With `wait` False the disk write happens on the
+        writer thread (the span is in memory until then)."""
         key = (layer, span)
         with self._lock:
             self._memorize(key, data)
         if not self.max_bytes or len(data) > self.max_bytes:
             return
+        if wait:
+            self._write(layer, span, data)
+            return
+        with self._lock:
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_loop, name="span-cache-writer", daemon=True)
+                self._writer.start()
+        self._writes.put((layer, span, data))
+
+    def flush(self) -> None:
+        """Wait until every span handed to `put(wait=False)` is on disk (or failed to be)."""
+        self._writes.join()
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._writes.get()
+            try:
+                if item is not None:
+                    with contextlib.suppress(OSError):  # a full disk: the span stays uncached
+                        self._write(*item)
+            finally:
+                self._writes.task_done()
+
+    def _write(self, layer: str, span: int, data: bytes) -> None:
+        key = (layer, span)
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = create_temp_file(path.parent, path.name)

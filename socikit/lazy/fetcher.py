@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -37,6 +38,7 @@ RangeReader = Callable[[int, int], bytes]
 """Blocking: the layer blob's compressed bytes `[start, end)`."""
 
 _logger = logging.getLogger(LOGGER_NAME)
+READ_AHEAD_SPANS = 2  # spans loaded from the disk cache ahead of a reader
 
 # trio renamed `cancellable` to `abandon_on_cancel` (0.23); both mean "leave the thread running".
 _ABANDON = "abandon_on_cancel" if "abandon_on_cancel" in inspect.signature(trio.to_thread.run_sync).parameters \
@@ -111,6 +113,7 @@ class SpanFetcher:
         """Fetch, verify, inflate and cache span `span`; its uncompressed bytes. Raises
         SpanUnavailableError (RegistryError, a digest mismatch after the retries, bad data)."""
         start, end = self.table.compressed_range(span)
+        began = time.monotonic()
         for attempt in range(self.verify_retries + 1):
             try:
                 compressed = self._read_range(start, end) if end > start else b""
@@ -127,12 +130,15 @@ class SpanFetcher:
                     raise SpanUnavailableError(f"span {span} of layer {self.layer}: {exc}") from None
                 continue
             break
+        fetched = time.monotonic()
         try:
             data = self.table.inflate(span, compressed, verify=False)
         except SocikitError as exc:
             raise SpanUnavailableError(f"span {span} of layer {self.layer}: {exc}") from None
+        log_event(self.logger, logging.DEBUG, "span fetched", layer=self.layer, span=span, bytes=len(compressed),
+                  fetch_ms=round((fetched - began) * 1000, 1), inflate_ms=round((time.monotonic() - fetched) * 1000, 1))
         try:
-            self.cache.put(self.layer, span, data)
+            self.cache.put(self.layer, span, data, wait=False)  # the reader does not wait for the disk
         except OSError as exc:  # a full disk does not stop the read
             log_event(self.logger, logging.WARNING, "span not cached", layer=self.layer, span=span,
                       error=exc.strerror or str(exc))
@@ -211,7 +217,26 @@ class SpanFetcher:
                       spans=f"{ids.start}-{ids.stop - 1}", timeout_s=self.timeout)
             raise SpanUnavailableError(f"layer {self.layer}: spans {ids.start}-{ids.stop - 1} not fetched "
                                        f"within {self.timeout:g} s")
+        self._read_ahead(ids)
         return _assemble(self.table, ids, got, offset, size)
+
+    def _read_ahead(self, ids: range) -> None:
+        """Load the next READ_AHEAD_SPANS spans from disk into memory in the background (only
+        from disk, never from the registry), so that a sequential reader does not wait for the
+        disk at every span boundary."""
+        for following in range(ids.stop, min(ids.stop + READ_AHEAD_SPANS, self.table.count)):
+            if following in self._flights or self.cache.peek(self.layer, following) is not None:
+                continue
+            if not self.cache.contains(self.layer, following):
+                return
+            trio.lowlevel.spawn_system_task(self._warm, following)
+
+    async def _warm(self, span: int) -> None:
+        try:
+            await self.span(span)
+        except Exception as exc:  # noqa: BLE001 - a background warm-up must never take the loop down
+            log_event(self.logger, logging.DEBUG, "span read-ahead failed", layer=self.layer, span=span,
+                      error=str(exc) or type(exc).__name__)
 
     async def prefetch(self, ids: Sequence[int]) -> int:
         """Fetch the spans `ids` that are not cached (errors logged, not raised); how many were

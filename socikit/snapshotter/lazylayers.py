@@ -28,6 +28,7 @@ import ctypes.util
 import logging
 import os
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,13 +216,18 @@ class LazyLayers:
         path: Path | None = self._call(self._runtime.reuse, name, entry)
         if path is None:
             # the tree is built here, not on the trio thread that serves FUSE requests
+            began = time.monotonic()
             tree, table = prepared.tree(), prepared.table()
+            log(_log, logging.DEBUG, "layer tree built", layer=layer, nodes=tree.node_count,
+                ms=round((time.monotonic() - began) * 1000, 1))
             path = self._call(self._runtime.attach, name, entry, prepared, tree, table)
         return path
 
     def _prepare(self, image_ref: str, manifest: str, layer: str, explicit: str, size_label: str) -> _Prepared | None:
         repo = self.remotes.repository(image_ref)
+        began = time.monotonic()
         artifacts = self.images.layer(repo, manifest, layer, explicit)
+        log(_log, logging.DEBUG, "SOCI artifacts ready", layer=layer, ms=round((time.monotonic() - began) * 1000, 1))
         if artifacts is None:
             log(_log, logging.INFO, "no ztoc for the layer: containerd applies it", image=image_ref, layer=layer)
             return None

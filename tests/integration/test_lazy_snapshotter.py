@@ -532,6 +532,13 @@ def test_killed_daemon_comes_back_and_serves_from_its_disk(stack: LazyStack, laz
     stack.rpull(ref)
     before = stack.listing(ref)  # reads every file: their spans are cached
     listed = stack.ctr("snapshot", "--snapshotter", SNAPSHOTTER, "ls").stdout
+    # spans reach the disk on the cache's writer thread: wait until every fetched one is there
+    fetched = sum(v for k, v in stack.metrics().items() if k.startswith("socikit_snapshotter_spans_fetched_total"))
+    spans_dir = stack.daemon.root / "lazy" / "spans"
+    deadline = time.monotonic() + WAIT_S
+    while sum(1 for p in spans_dir.rglob("*") if p.is_file() and p.name.isdigit()) < fetched:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     stack.daemon.kill()
     with pytest.raises(OSError) as dead:
         os.listdir(stack.fuse_dir)

@@ -78,3 +78,12 @@ def test_only_sha256_layer_digests(tmp_path: Path) -> None:
     cache = SpanCache(tmp_path, max_bytes=100)
     with pytest.raises(ValueError):
         cache.put("sha256:../../etc", 0, b"x")
+
+
+def test_writes_in_the_background(tmp_path: Path) -> None:
+    cache = SpanCache(tmp_path, max_bytes=1000, memory_bytes=1000)
+    for span in range(5):
+        cache.put(A, span, bytes([span]) * 100, wait=False)
+    assert cache.peek(A, 4) == b"\x04" * 100  # in memory at once
+    cache.flush()
+    assert SpanCache(tmp_path, max_bytes=1000, memory_bytes=0).cached_spans(A) == {0, 1, 2, 3, 4}

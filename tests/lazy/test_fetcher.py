@@ -115,6 +115,7 @@ def test_spans_survive_in_the_cache_without_the_registry(layer: Layer, tmp_path:
     async def main() -> None:
         fetcher, _ = fetcher_for(layer, registry, tmp_path)
         await fetcher.read(0, layer.ztoc.uncompressed_archive_size)
+        fetcher.cache.flush()  # spans go to disk on the cache's writer thread
         registry.down = True
         again, _ = fetcher_for(layer, registry, tmp_path)  # a new process: a new cache object
         assert again.is_complete()
@@ -243,5 +244,30 @@ def test_prefetch_fetches_what_is_missing(layer: Layer, tmp_path: Path) -> None:
         await fetcher.read(0, 10)
         assert await fetcher.prefetch([0, 1, 2]) == 3
         assert len(registry.calls) == 3 and fetcher.missing_spans()[:1] == [3]
+
+    run(main)
+
+
+def test_read_ahead_loads_following_spans_from_disk_only(layer: Layer, tmp_path: Path) -> None:
+    registry = FakeRegistry(layer.blob)
+
+    async def main() -> None:
+        fetcher, _ = fetcher_for(layer, registry, tmp_path)
+        await fetcher.read(0, 10)
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(registry.calls) == 1  # the spans after it are not on disk: nothing more is fetched
+        _, end = fetcher.table.uncompressed_range(4)
+        await fetcher.read(0, end)
+        fetcher.cache.flush()
+        registry.down = True
+        # a new process: spans on disk, none in memory
+        cold, _ = fetcher_for(layer, registry, tmp_path)
+        assert cold.cache.peek(layer.digest, 1) is None
+        await cold.read(0, 10)
+        for _ in range(200):
+            if cold.cache.peek(layer.digest, 1) is not None and cold.cache.peek(layer.digest, 2) is not None:
+                break
+            await trio.sleep(0.01)
+        assert cold.cache.peek(layer.digest, 1) is not None and cold.cache.peek(layer.digest, 2) is not None
 
     run(main)

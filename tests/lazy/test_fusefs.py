@@ -170,6 +170,9 @@ def test_a_layer_as_the_kernel_sees_it(kinds: Layer, tmp_path: Path) -> None:
         assert not (top / "nothing").exists()
         fs_stat = os.statvfs(top)
         assert fs_stat.f_namemax == 255 and fs_stat.f_bsize == 4096
+        device = os.stat(server.mountpoint).st_dev
+        bdi = Path(f"/sys/class/bdi/{os.major(device)}:{os.minor(device)}/read_ahead_kb")
+        assert bdi.read_text().strip() == "4096"  # 1 MiB requests, several in flight
         assert errors.fuse == []  # the kernel refuses writes to a read-only mount itself
 
 
