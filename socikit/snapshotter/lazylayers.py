@@ -220,7 +220,7 @@ class LazyLayers:
             tree, table = prepared.tree(), prepared.table()
             log(_log, logging.DEBUG, "layer tree built", layer=layer, nodes=tree.node_count,
                 ms=round((time.monotonic() - began) * 1000, 1))
-            path = self._call(self._runtime.attach, name, entry, prepared, tree, table)
+            path = self._call(self._runtime.attach, name, entry, prepared.artifacts, prepared.repo, tree, table)
         return path
 
     def _prepare(self, image_ref: str, manifest: str, layer: str, explicit: str, size_label: str) -> _Prepared | None:
@@ -259,7 +259,8 @@ class LazyLayers:
         if detached:
             log(_log, logging.INFO, "stale FUSE mount of an earlier run detached", mounts=detached)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
-        runtime = LazyRuntime(self, limiter=trio.CapacityLimiter(self.span_concurrency), logger=_lazy_log)
+        runtime = LazyRuntime(self.config, mountpoint=self.mountpoint, cache=self.cache, images=self.images,
+                              events=self.events, limiter=trio.CapacityLimiter(self.span_concurrency), logger=_lazy_log)
         try:
             async with trio.open_nursery() as nursery:
                 await nursery.start(runtime.run)
