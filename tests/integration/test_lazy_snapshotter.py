@@ -769,15 +769,30 @@ def test_reference_made_v1_indexes_are_found_through_the_fallback_tag(v1_stack: 
     _compare_with_overlayfs(v1_stack, ref, chain_ids(diff_ids), tmp_path, indexed)
 
 
-def test_v1_index_is_ignored_unless_enabled(stack: LazyStack, registry: RegistryServer, tmp_path: Path) -> None:
+def test_v1_index_is_used_when_named_or_enabled_only(stack: LazyStack, registry: RegistryServer,
+                                                     tmp_path: Path) -> None:
     b = images.TarBuilder()
     b.file("data/file.bin", _pattern(100_000, 51))
     layout = tmp_path / "layout"
     images.write_oci_layout(layout, [b.finish()])
     ref = f"{registry.host}/lazy/v1-only:1"
-    convert_and_push(layout, ref, tmp_path, "--v1")
+    (platform,) = convert_and_push(layout, ref, tmp_path, "--v1")["platforms"]
     summary = stack.rpull(ref)  # the default config looks for SOCI v2 only, as the reference's does
     assert [layer["state"] for layer in summary["layers"]] == ["downloaded"]
+    # the index named explicitly (containerd.io/snapshot/remote/soci.index.digest) is used whatever its version
+    named = stack.rpull(ref, "--namespace", "named", "--soci-index-digest", platform["soci_index"])
+    assert [layer["state"] for layer in named["layers"]] == ["lazy"]
+    layer = named["layers"][0]["digest"]
+    assert _read_in_thread(stack.layer_dir(layer) / "data/file.bin") == _pattern(100_000, 51)
+
+
+def test_sigterm_unmounts_the_fuse_layers(stack: LazyStack, lazy_image: PushedImage) -> None:
+    stack.rpull(lazy_image.ref)
+    assert dict(_fuse_mounts()).get(str(stack.fuse_dir)) == "fuse"
+    stack.containerd.stop()
+    assert stack.daemon.stop() == 0
+    assert str(stack.fuse_dir) not in dict(_fuse_mounts())
+    assert not stack.daemon.address.exists()
 
 
 def test_credentials_handed_over_by_rpull_serve_a_private_image(htpasswd_registry: RegistryServer,
