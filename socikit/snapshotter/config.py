@@ -4,7 +4,7 @@ Where socikit and the reference `soci-snapshotter-grpc` share a concept, the key
 defaults are the reference's, so a user's config carries over (`[http]` keeps its CamelCase
 keys). Keys the reference has for parts socikit does not have (its Go caches, content store,
 parallel pull, keychains) are accepted and reported as having no effect; any other key is an
-error naming it. socikit's own additions: `[cache]` and `metrics_allow_non_loopback`.
+error naming it. socikit's own additions: `[cache]`, `[lazy]` and `metrics_allow_non_loopback`.
 """
 
 from __future__ import annotations
@@ -132,6 +132,15 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class LazyConfig:
+    """`[lazy]` (socikit's own): serving layers lazily over FUSE."""
+
+    enable: bool = True
+    # On open of a regular file of at most this many bytes, fetch all its spans at once (0: off).
+    prefetch_on_open: int = 0
+
+
+@dataclass(frozen=True)
 class SnapshotterConfig:
     """The whole file. Top-level keys first, then the tables."""
 
@@ -152,6 +161,7 @@ class SnapshotterConfig:
     resolver: ResolverConfig = ResolverConfig()
     snapshotter: SnapshotterSection = SnapshotterSection()
     cache: CacheConfig = CacheConfig()
+    lazy: LazyConfig = LazyConfig()
 
 
 # The reference's keys for parts socikit does not have: accepted (type-checked against the
@@ -238,6 +248,8 @@ def _validate(config: SnapshotterConfig) -> None:
                           f"not {config.background_fetch.drop_policy!r}")
     if config.cache.max_bytes < 0:
         raise ConfigError("cache.max_bytes must not be negative")
+    if config.lazy.prefetch_on_open < 0:
+        raise ConfigError("lazy.prefetch_on_open must not be negative")
     for name, host in config.resolver.host.items():
         for mirror in host.mirrors:
             if not mirror.host:

@@ -4,9 +4,11 @@
       ├─ lock the root, open the store, pick the layer filesystem, check and claim the socket
       └─ trio.run(_serve)                                    (main thread: signals arrive here)
            signal receiver (SIGTERM, SIGINT), then one nursery:
-             1. layer filesystem: nursery.start(layers.serve)  ← the FUSE loop (pyfuse3) runs here
+             1. layer filesystem: nursery.start(layers.serve)  ← the FUSE loop (pyfuse3) and the
+                background fetcher run here
              2. re-mount remote snapshots (worker thread)
-             3. gRPC server (grpcio, on its own thread pool) on the unix socket, 0600
+             3. gRPC server (grpcio, on its own thread pool) on the unix socket, 0600: containerd's
+                Snapshots service and socikit's Credentials side channel
              4. metrics HTTP server thread (if configured)
              5. wait for a signal → stop gRPC (grace), stop metrics, cancel the nursery
                 (the layer filesystem releases its mounts when cancelled)
@@ -142,14 +144,25 @@ def claim_socket_path(path: Path) -> None:
 # -- the layer filesystem -------------------------------------------------------------------------
 
 
-def layer_filesystem(config: SnapshotterConfig, root: Path, logger: logging.Logger) -> LayerFileSystem:
-    """The filesystem that serves lazy layers. Until the lazy-layer slice lands, none: every
-    layer is applied by containerd. The test suite may name a double through TEST_LAYER_FS_ENV."""
+def layer_filesystem(config: SnapshotterConfig, root: Path, logger: logging.Logger, *, metrics: Any = None,
+                     credentials: Any = None) -> LayerFileSystem:
+    """The filesystem that serves lazy layers: FUSE layers over socikit.lazy, unless `[lazy]
+    enable = false` or FUSE cannot be used here (then none: containerd applies every layer).
+    The test suite may name a double through TEST_LAYER_FS_ENV."""
     spec = os.environ.get(TEST_LAYER_FS_ENV)
     if spec:
         log(logger, logging.WARNING, "TEST-ONLY layer filesystem in use", spec=spec)
         return load_test_layer_filesystem(spec, config=config, root=root)
-    return NoLazyLayers()
+    if not config.lazy.enable:
+        log(logger, logging.INFO, "lazy loading disabled ([lazy] enable = false): containerd applies every layer")
+        return NoLazyLayers()
+    from socikit.snapshotter.lazylayers import LazyLayers, fuse_unavailable
+
+    reason = fuse_unavailable()
+    if reason is not None:
+        log(logger, logging.WARNING, "FUSE unavailable: layers are not served lazily", reason=reason)
+        return NoLazyLayers()
+    return LazyLayers(config, root, metrics=metrics, credentials=credentials)
 
 
 # -- running ----------------------------------------------------------------------------------------
@@ -159,6 +172,7 @@ def run_daemon(options: DaemonOptions) -> None:
     """Serve until SIGTERM or SIGINT. Start-up problems raise ConfigError/SnapshotError."""
     import trio
 
+    from socikit.snapshotter.credentials import CredentialStore
     from socikit.snapshotter.metrics import MetricsRegistry, SnapshotterMetrics
     from socikit.snapshotter.snapshots import Snapshotter
     from socikit.snapshotter.store import SnapshotStore
@@ -172,10 +186,11 @@ def run_daemon(options: DaemonOptions) -> None:
         store = SnapshotStore(options.root)
         try:
             metrics = SnapshotterMetrics(MetricsRegistry())
-            layers = layer_filesystem(options.config, options.root, logger)
+            credentials = CredentialStore()
+            layers = layer_filesystem(options.config, options.root, logger, metrics=metrics, credentials=credentials)
             snapshotter = Snapshotter(store, layers, config=options.config, metrics=metrics)
             metrics.snapshots_by_kind(snapshotter.count_by_kind)
-            daemon = _Daemon(options, snapshotter, layers, metrics, logger)
+            daemon = _Daemon(options, snapshotter, layers, metrics, logger, credentials)
             trio.run(daemon.serve)
         finally:
             store.close()
@@ -192,8 +207,9 @@ def _remove_socket(path: Path, logger: logging.Logger) -> None:
 
 class _Daemon:
     def __init__(self, options: DaemonOptions, snapshotter: Any, layers: LayerFileSystem, metrics: Any,
-                 logger: logging.Logger) -> None:
+                 logger: logging.Logger, credentials: Any) -> None:
         self.options = options
+        self.credentials = credentials
         self.snapshotter = snapshotter
         self.layers = layers
         self.metrics = metrics
@@ -204,7 +220,7 @@ class _Daemon:
 
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async with trio.open_nursery() as nursery:
-                # 1. The layer filesystem's loop; the lazy-layer slice runs pyfuse3.main() here.
+                # 1. The layer filesystem's loop: the FUSE file system (pyfuse3) and the background fetcher.
                 await nursery.start(self._serve_layers)
                 # 2. Remote snapshots are mounted again before containerd can ask for them.
                 restored = await trio.to_thread.run_sync(self.snapshotter.restore_remote_snapshots)
@@ -237,10 +253,13 @@ class _Daemon:
     def _start_grpc(self) -> Any:
         import grpc
 
+        from socikit.snapshotter import credentials
         from socikit.snapshotter.service import SnapshotsService, add_to_server
 
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=GRPC_WORKERS, thread_name_prefix="grpc"))
         add_to_server(SnapshotsService(self.snapshotter, self.metrics), server)
+        # socikit's side channel: `image rpull --user` hands over credentials for one image
+        credentials.add_to_server(credentials.CredentialsService(self.credentials), server)
         address = self.options.address
         # Only the owner may connect: the socket is made 0600 from the start (umask), not chmod'ed
         # after a window in which anyone could have connected.

@@ -55,7 +55,10 @@ def test_defaults_are_the_references_where_shared() -> None:
     # socikit's own keys
     assert flat["cache.max_bytes"] == 10 << 30
     assert flat["metrics_allow_non_loopback"] is False
-    assert set(flat) == set(REFERENCE_DEFAULTS) | {"cache.max_bytes", "metrics_allow_non_loopback"}
+    assert flat["lazy.enable"] is True
+    assert flat["lazy.prefetch_on_open"] == 0
+    assert set(flat) == set(REFERENCE_DEFAULTS) | {"cache.max_bytes", "metrics_allow_non_loopback", "lazy.enable",
+                                                   "lazy.prefetch_on_open"}
 
 
 def test_a_reference_config_file_carries_over() -> None:

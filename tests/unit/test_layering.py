@@ -32,8 +32,9 @@ TIERS: dict[str, int] = {
     "socikit.content": 3,
     "socikit.registry": 3,
     "socikit.containerd": 3,
-    # T4: reference -> store (the dispatcher over content and registry)
+    # T4: reference -> store (the dispatcher over content and registry); lazily served layers
     "socikit.transports": 4,
+    "socikit.lazy": 4,
     # T5: what runs over them
     "socikit.pipeline": 5,
     "socikit.validate": 5,
