@@ -69,7 +69,7 @@ class InflateLib:
     _zlib_version: bytes | None
 
     def address(self, entry_point: str) -> int:
-        """The C address of an entry point (e.g. "inflate"), for the native loop in _inflate_scan."""
+        """The C address of an entry point (e.g. "inflate"), for the native builder loop in `_engine`."""
         address = ctypes.cast(getattr(self, entry_point), ctypes.c_void_p).value
         assert address is not None
         return address
