@@ -110,9 +110,9 @@ static void vtable_map_free(vtable_map *map) {
 /* ---- the back-to-front builder over a scratch buffer -------------------------------------------- */
 
 typedef struct {
-    uint8_t *buf; /* bytes written so far: buf[cap - used, cap) in memory order */
+    uint8_t *buf; /* bytes written so far: head .. buf + cap, in memory order */
+    uint8_t *head;
     size_t cap;
-    size_t used;
     int64_t pos; /* Go's Offset(): position since the very first byte of the flatbuffer */
     int minalign;
     int failed;
@@ -120,14 +120,20 @@ typedef struct {
     int planning; /* pass 1 records vtables; pass 2 finds them all already there */
     int64_t *offsets; /* scratch for xattr table positions */
     size_t offsets_cap;
+    int64_t cached_mtime; /* the last mod_time formatted: layers repeat a few */
+    int32_t cached_nanos;
+    size_t cached_len;
+    char cached_text[48];
 } backbuf;
 
-static int bb_room(backbuf *b, size_t n) {
-    if (b->cap - b->used >= n) {
+/* Room for `n` more bytes, reserved before each object so the writes below need no checks. */
+static int bb_reserve(backbuf *b, size_t n) {
+    size_t used = (size_t)(b->buf + b->cap - b->head);
+    if (b->cap - used >= n) {
         return 0;
     }
     size_t cap = b->cap ? b->cap : 4096;
-    while (cap - b->used < n) {
+    while (cap - used < n) {
         cap *= 2;
     }
     uint8_t *grown = malloc(cap);
@@ -135,48 +141,42 @@ static int bb_room(backbuf *b, size_t n) {
         b->failed = 1;
         return -1;
     }
-    memcpy(grown + cap - b->used, b->buf + b->cap - b->used, b->used);
+    memcpy(grown + cap - used, b->head, used);
     free(b->buf);
     b->buf = grown;
+    b->head = grown + cap - used;
     b->cap = cap;
     return 0;
 }
 
-static void bb_put(backbuf *b, const void *data, size_t n) {
-    if (bb_room(b, n) != 0) {
-        return;
-    }
-    b->used += n;
-    if (n) {
-        memcpy(b->buf + b->cap - b->used, data, n);
-    }
+static inline void bb_put(backbuf *b, const void *data, size_t n) {
+    b->head -= n;
+    memcpy(b->head, data, n);
     b->pos += (int64_t)n;
 }
 
-static void bb_zeros(backbuf *b, size_t n) {
-    if (bb_room(b, n) != 0) {
-        return;
+static inline void bb_zeros(backbuf *b, size_t n) {
+    while (n--) {
+        *--b->head = 0;
+        b->pos++;
     }
-    b->used += n;
-    memset(b->buf + b->cap - b->used, 0, n);
-    b->pos += (int64_t)n;
 }
 
-static void bb_prep(backbuf *b, int size, int64_t additional) {
+static inline void bb_prep(backbuf *b, int size, int64_t additional) {
     if (size > b->minalign) {
         b->minalign = size;
     }
     bb_zeros(b, (size_t)(-(b->pos + additional) & (size - 1)));
 }
 
-static void bb_u16(backbuf *b, uint16_t v) { bb_put(b, &v, 2); } /* little-endian hosts only */
-static void bb_u32(backbuf *b, uint32_t v) { bb_put(b, &v, 4); }
-static void bb_i64(backbuf *b, int64_t v) { bb_put(b, &v, 8); }
+static inline void bb_u16(backbuf *b, uint16_t v) { bb_put(b, &v, 2); } /* little-endian hosts only */
+static inline void bb_u32(backbuf *b, uint32_t v) { bb_put(b, &v, 4); }
+static inline void bb_i64(backbuf *b, int64_t v) { bb_put(b, &v, 8); }
 
 /* The bytes at position `at` (the value Offset() had right after they were written). */
-static uint8_t *bb_at(backbuf *b, int64_t at) { return b->buf + b->cap - b->used + (b->pos - at); }
+static inline uint8_t *bb_at(backbuf *b, int64_t at) { return b->head + (b->pos - at); }
 
-static int64_t bb_string(backbuf *b, const void *data, size_t n) {
+static inline int64_t bb_string(backbuf *b, const void *data, size_t n) {
     bb_prep(b, 4, (int64_t)n + 1);
     bb_zeros(b, 1);
     bb_put(b, data, n);
@@ -184,7 +184,7 @@ static int64_t bb_string(backbuf *b, const void *data, size_t n) {
     return b->pos;
 }
 
-static int64_t bb_offset_vector(backbuf *b, const int64_t *targets, size_t n) {
+static inline int64_t bb_offset_vector(backbuf *b, const int64_t *targets, size_t n) {
     bb_prep(b, 4, 4 * (int64_t)n);
     for (size_t i = n; i-- > 0;) {
         bb_u32(b, (uint32_t)(b->pos + 4 - targets[i]));
@@ -256,8 +256,20 @@ static int64_t write_entry(backbuf *b, const toc_store *store, const toc_entry *
     const uint8_t *link = name + e->name_len, *uname = link + e->link_len, *gname = uname + e->uname_len;
     const uint8_t *xattr = gname + e->gname_len;
     const char *type = toc_type_names[e->type];
-    char mod_time[48];
-    size_t mod_time_len = format_mod_time(e->mtime, e->nanos, mod_time);
+    if (b->cached_len == (size_t)-1 || b->cached_mtime != e->mtime || b->cached_nanos != e->nanos) {
+        b->cached_mtime = e->mtime;
+        b->cached_nanos = e->nanos;
+        b->cached_len = format_mod_time(e->mtime, e->nanos, b->cached_text);
+    }
+    const char *mod_time = b->cached_text;
+    size_t mod_time_len = b->cached_len;
+    /* Strings with their length, NUL and padding; per xattr two strings, a table and maybe its
+     * vtable; the xattr vector; the FileMetadata table (14 slots, padding) and maybe its vtable. */
+    size_t bound = (size_t)e->name_len + e->link_len + e->uname_len + e->gname_len + mod_time_len + 16 + 6 * 8 +
+                   e->xattr_bytes + (size_t)e->xattr_count * 48 + 8 + 4 * (size_t)e->xattr_count + 256;
+    if (bb_reserve(b, bound) != 0) {
+        return 0;
+    }
     int64_t name_at = bb_string(b, name, e->name_len);
     int64_t type_at = bb_string(b, type, strlen(type));
     int64_t link_at = bb_string(b, link, e->link_len);
@@ -321,13 +333,16 @@ static int64_t write_entry(backbuf *b, const toc_store *store, const toc_entry *
 
 /* The metadata vector and the TOC table (after entry 0). */
 static int64_t write_toc_table(backbuf *b, const int64_t *tables, size_t count) {
+    if (bb_reserve(b, 4 * count + 64) != 0) {
+        return 0;
+    }
     int64_t vector = bb_offset_vector(b, tables, count);
     field slot = {0, KIND_OFFSET, vector};
     return bb_table(b, &slot, 1);
 }
 
 static void bb_reset(backbuf *b, int64_t pos) {
-    b->used = 0;
+    b->head = b->buf + b->cap;
     b->pos = pos;
 }
 
@@ -347,7 +362,7 @@ int toc_plan_build(toc_plan *plan, const toc_store *store, int64_t start) {
         toc_plan_free(plan);
         return -1;
     }
-    backbuf b = {.pos = start, .minalign = 1, .vtables = plan->vtables, .planning = 1};
+    backbuf b = {.pos = start, .minalign = 1, .vtables = plan->vtables, .planning = 1, .cached_len = (size_t)-1};
     for (size_t i = count; i-- > 0;) {
         plan->before[i] = b.pos;
         bb_reset(&b, b.pos); /* only positions matter here: the bytes are written again in pass 2 */
@@ -388,11 +403,11 @@ size_t toc_plan_vtable(const toc_plan *plan, size_t index, uint16_t *entries, in
 }
 
 int toc_plan_emit(const toc_plan *plan, const toc_store *store, emit_fn emit, void *ctx) {
-    backbuf b = {.pos = plan->vector_start, .minalign = 1, .vtables = plan->vtables};
+    backbuf b = {.pos = plan->vector_start, .minalign = 1, .vtables = plan->vtables, .cached_len = (size_t)-1};
     int status = -1;
     int64_t toc_table = write_toc_table(&b, plan->tables, store->count);
     if (b.failed || toc_table != plan->toc_table || b.pos != plan->end ||
-        emit(ctx, b.buf + b.cap - b.used, b.used) != 0) {
+        emit(ctx, b.head, (size_t)(b.buf + b.cap - b.head)) != 0) {
         goto done;
     }
     for (size_t i = 0; i < store->count; i++) {
@@ -402,7 +417,7 @@ int toc_plan_emit(const toc_plan *plan, const toc_store *store, emit_fn emit, vo
         if (b.failed || table != plan->tables[i] || b.pos != end) {
             goto done;
         }
-        if (emit(ctx, b.buf + b.cap - b.used, b.used) != 0) {
+        if (emit(ctx, b.head, (size_t)(b.buf + b.cap - b.head)) != 0) {
             goto done;
         }
     }
