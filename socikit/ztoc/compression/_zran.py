@@ -10,7 +10,6 @@ duration of every foreign call, so layers inflate in parallel on threads.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -118,6 +117,8 @@ def _load_zlib_ng() -> InflateLib | None:
 
 
 def _load_system_zlib() -> InflateLib | None:
+    import ctypes.util  # only for this fallback: it imports much of the stdlib
+
     path = ctypes.util.find_library("z")
     if path is None:
         return None
