@@ -21,15 +21,13 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
-from benchenv import INFLATE, SOCIKIT, add_checkout_option, compile_socikit, socikit_env  # noqa: E402
+from benchenv import INFLATE, SOCIKIT, Run, add_checkout_option, compile_socikit, run  # noqa: E402
 from make_sample_image import build_image  # noqa: E402
 
 CACHE = REPO / ".bench"
@@ -50,11 +48,8 @@ def layer_blobs(layout: Path) -> list[Path]:
     return [layout / "blobs" / "sha256" / layer["digest"][7:] for layer in manifest["layers"]]
 
 
-def timed(argv: list[str], checkout: Path | None = None) -> float:
-    started = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, cwd=checkout,
-                   env=socikit_env(checkout) if checkout else None)  # fmt: skip
-    return time.perf_counter() - started
+def summed(runs: list[Run]) -> Run:
+    return Run(sum(r.wall for r in runs), sum(r.cpu for r in runs), max(r.rss for r in runs))
 
 
 def main() -> None:
@@ -65,29 +60,33 @@ def main() -> None:
     src = image()
     blobs = layer_blobs(src)
     compile_socikit(args.checkout)
-    inflate, one, default = [], [], []
+    inflate: list[Run] = []
+    one: list[Run] = []
+    default: list[Run] = []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeat):
-            inflate.append(sum(timed([sys.executable, "-c", INFLATE, str(b)]) for b in blobs))
+            inflate.append(summed([run([sys.executable, "-c", INFLATE, str(b)]) for b in blobs]))
             for jobs, results in ((None, default), ("1", one)):
                 dst = Path(tmp) / f"out-{i}-{jobs}"
                 argv = [*SOCIKIT, "convert", "--no-cache", "--progress", "none", f"oci:{src}:latest",
                         f"oci:{dst}:latest"]  # fmt: skip
                 if jobs:
                     argv += ["--jobs", jobs]
-                results.append(timed(argv, args.checkout))
+                results.append(run(argv, args.checkout))
                 shutil.rmtree(dst)
     sizes = ", ".join(f"{b.stat().st_size / 1e6:.0f} MB" for b in blobs)
     print(f"image: 3 gzip layers ({sizes}); socikit from {args.checkout}")
-    print("  runs (sum of zlib-ng inflate / convert default jobs / convert --jobs 1, seconds; ratios):")
+    print("  runs: sum of zlib-ng inflate / convert (default jobs) / convert --jobs 1, wall seconds and ratios;"
+          " CPU seconds")
     for i, (g, d, o) in enumerate(zip(inflate, default, one, strict=True)):
-        print(f"    {i + 1}: {g:6.3f}  {d:6.3f}  {o:6.3f}   {d / g:5.2f}  {o / g:5.2f}")
+        print(f"    {i + 1}: {g.wall:6.3f}  {d.wall:6.3f}  {o.wall:6.3f}   "
+              f"{d.wall / g.wall:5.2f}  {o.wall / g.wall:5.2f}    cpu {g.cpu:5.2f}  {d.cpu:5.2f}  {o.cpu:5.2f}")
+    best = min(r.wall for r in inflate)
     for label, results in (("default jobs", default), ("--jobs 1", one)):
-        median = statistics.median(r / g for r, g in zip(results, inflate, strict=True))
-        print(f"  convert ({label}) / sum of inflate: best {min(results) / min(inflate):.2f}, "
+        median = statistics.median(r.wall / g.wall for r, g in zip(results, inflate, strict=True))
+        print(f"  convert ({label}) / sum of inflate: best {min(r.wall for r in results) / best:.2f}, "
               f"median of runs {median:.2f}")  # fmt: skip
     print("  target: <= 0.75 with the default jobs on 2 cores")
-
 
 if __name__ == "__main__":
     main()

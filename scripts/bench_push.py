@@ -31,8 +31,8 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_convert import image, timed  # noqa: E402
-from benchenv import SOCIKIT, add_checkout_option, compile_socikit  # noqa: E402
+from bench_convert import image  # noqa: E402
+from benchenv import SOCIKIT, Run, add_checkout_option, compile_socikit, run  # noqa: E402
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
 SKOPEO_TLS = ["--src-tls-verify=false", "--dest-tls-verify=false"]
@@ -68,12 +68,13 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=10)
 
 
-def report(name: str, ours: list[float], theirs: list[float], target: float, baseline: str) -> None:
-    print(f"  {name}: runs ({baseline} / socikit convert, seconds, ratio):")
+def report(name: str, ours: list[Run], theirs: list[Run], target: float, baseline: str) -> None:
+    print(f"  {name}: runs ({baseline} / socikit convert, wall seconds and ratio; CPU seconds):")
     for i, (t, o) in enumerate(zip(theirs, ours, strict=True)):
-        print(f"    {i + 1}: {t:6.3f}  {o:6.3f}  {o / t:5.2f}")
-    median = statistics.median(o / t for o, t in zip(ours, theirs, strict=True))
-    print(f"    best {min(ours) / min(theirs):.2f}, median of runs {median:.2f} (target <= {target})")
+        print(f"    {i + 1}: {t.wall:6.3f}  {o.wall:6.3f}  {o.wall / t.wall:5.2f}    cpu {t.cpu:5.2f}  {o.cpu:5.2f}")
+    median = statistics.median(o.wall / t.wall for o, t in zip(ours, theirs, strict=True))
+    best = min(o.wall for o in ours) / min(t.wall for t in theirs)
+    print(f"    best {best:.2f}, median of runs {median:.2f} (target <= {target})")
 
 
 def main() -> None:
@@ -83,10 +84,10 @@ def main() -> None:
     args = parser.parse_args()
     layout = image()
     compile_socikit(args.checkout)
-    cross_ours: list[float] = []
-    cross_skopeo: list[float] = []
-    same_ours: list[float] = []
-    pull: list[float] = []
+    cross_ours: list[Run] = []
+    cross_skopeo: list[Run] = []
+    same_ours: list[Run] = []
+    pull: list[Run] = []
     socikit = [*SOCIKIT, "convert", "--no-cache", "--progress", "none", "--plain-http"]
     with tempfile.TemporaryDirectory() as tmp:
         src_proc, src = start_registry(Path(tmp) / "src")
@@ -99,16 +100,16 @@ def main() -> None:
                     try:
                         if tool == "skopeo":
                             argv = ["skopeo", "copy", *SKOPEO_TLS, f"docker://{src}/app:1", f"docker://{dst}/app:1"]
-                            cross_skopeo.append(timed(argv))
+                            cross_skopeo.append(run(argv))
                         else:
-                            cross_ours.append(timed([*socikit, f"{src}/app:1", f"{dst}/app:1"], args.checkout))
+                            cross_ours.append(run([*socikit, f"{src}/app:1", f"{dst}/app:1"], args.checkout))
                     finally:
                         stop(dst_proc)
                         shutil.rmtree(Path(tmp) / f"{tool}-{i}")
                 pulled = Path(tmp) / f"pull-{i}"
-                pull.append(timed(["skopeo", "copy", *SKOPEO_TLS, f"docker://{src}/app:1", f"oci:{pulled}:latest"]))
+                pull.append(run(["skopeo", "copy", *SKOPEO_TLS, f"docker://{src}/app:1", f"oci:{pulled}:latest"]))
                 shutil.rmtree(pulled)
-                same_ours.append(timed([*socikit, f"{src}/app:1", f"{src}/app:1-soci-{i}"], args.checkout))
+                same_ours.append(run([*socikit, f"{src}/app:1", f"{src}/app:1-soci-{i}"], args.checkout))
         finally:
             stop(src_proc)
     print(f"image: {layout.name} (3 gzip layers), local docker-registry processes; socikit from {args.checkout}")

@@ -28,12 +28,11 @@ import statistics
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
-from benchenv import INFLATE, SOCIKIT, add_checkout_option, compile_socikit, socikit_env  # noqa: E402
+from benchenv import INFLATE, SOCIKIT, add_checkout_option, compile_socikit, run  # noqa: E402
 
 CACHE = REPO / ".bench"
 SOURCES = [Path("/usr/share/doc"), Path("/usr/lib/python3"), Path(sys.prefix) / "lib", Path("/usr/share/perl")]
@@ -127,17 +126,6 @@ def prepare(kind: str, size_mb: int, small_files: int) -> tuple[Path, int, int]:
     return blob, usize, entries
 
 
-def run(argv: list[str], checkout: Path | None = None) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one child process. The peak comes from GNU time run
-    in between: a forked child's own rusage starts from its parent's high-water mark."""
-    report = CACHE / "rss.txt"
-    started = time.perf_counter()
-    subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(report), *argv], stdout=subprocess.DEVNULL, check=True,
-                   cwd=checkout, env=socikit_env(checkout) if checkout else None)  # fmt: skip
-    elapsed = time.perf_counter() - started
-    return elapsed, int(report.read_text().split()[-1]) / 1024
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--layers", default="real,1gb,small", help="comma-separated: real, 1gb, small")
@@ -150,26 +138,27 @@ def main() -> None:
     for kind in args.layers.split(","):
         blob, usize, entries = prepare(kind, args.size_mb, args.small_files)
         out = CACHE / "bench.ztoc"
-        inflate, build, rss = [], [], []
+        inflate, build = [], []
         for _ in range(args.repeat):
-            inflate.append(run([sys.executable, "-c", INFLATE, str(blob)])[0])
-            seconds, peak = run([*SOCIKIT, "ztoc", "build", str(blob), "-o", str(out)], args.checkout)
-            build.append(seconds)
-            rss.append(peak)
+            inflate.append(run([sys.executable, "-c", INFLATE, str(blob)]))
+            build.append(run([*SOCIKIT, "ztoc", "build", str(blob), "-o", str(out)], args.checkout))
         print(f"layer {kind}: {blob.name}, {usize / 1e6:.0f} MB uncompressed, "
-              f"{blob.stat().st_size / 1e6:.1f} MB gzip -6, {entries} entries")  # fmt: skip
-        print("  runs (zlib-ng inflate / socikit ztoc build, seconds, ratio):")
+              f"{blob.stat().st_size / 1e6:.1f} MB gzip -6, {entries} entries; socikit from {args.checkout}")
+        print("  runs: zlib-ng inflate / socikit ztoc build, wall seconds and ratio; CPU seconds and ratio")
         for i, (a, b) in enumerate(zip(inflate, build, strict=True)):
-            print(f"    {i + 1}: {a:6.3f}  {b:6.3f}  {b / a:5.2f}")
-        best = min(build) / min(inflate)
-        median = statistics.median(b / a for a, b in zip(inflate, build, strict=True))
-        print(f"  best: inflate {min(inflate):.3f} s, build {min(build):.3f} s; peak RSS {max(rss):.1f} MiB")
+            print(f"    {i + 1}: {a.wall:6.3f}  {b.wall:6.3f}  {b.wall / a.wall:5.2f}    "
+                  f"cpu {a.cpu:6.2f}  {b.cpu:6.2f}  {b.cpu / a.cpu:5.2f}")
+        best_inflate = min(r.wall for r in inflate)
+        best_build = min(r.wall for r in build)
+        median = statistics.median(b.wall / a.wall for a, b in zip(inflate, build, strict=True))
+        print(f"  best: inflate {best_inflate:.3f} s, build {best_build:.3f} s; "
+              f"peak RSS {max(r.rss for r in build):.1f} MiB")
         if kind == "small":
-            beyond = (min(build) - min(inflate)) / entries * 1e6
+            beyond = (best_build - best_inflate) / entries * 1e6
             print(f"  time beyond inflate: {beyond:.2f} us/file (best runs; target <= 2)   "
-                  f"peak RSS {max(rss):.0f} MiB (target < 150)")  # fmt: skip
-        print(f"  ratio build/inflate: best {best:.2f}, median of pairs {median:.2f} (target <= 1.2)")
-
+                  f"peak RSS {max(r.rss for r in build):.0f} MiB (target < 150)")
+        print(f"  ratio build/inflate: best {best_build / best_inflate:.2f}, median of pairs {median:.2f} "
+              f"(target <= 1.2)")
 
 if __name__ == "__main__":
     main()

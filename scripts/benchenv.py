@@ -15,7 +15,11 @@ from __future__ import annotations
 import argparse
 import compileall
 import os
+import subprocess
 import sys
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,3 +53,25 @@ def socikit_env(checkout: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(checkout)
     return env
+
+
+@dataclass(frozen=True)
+class Run:
+    """One whole process: wall seconds, CPU seconds (user + system, its children included) and
+    peak RSS in MiB (GNU time's, run in between: a forked child's own rusage would start from
+    its parent's high-water mark)."""
+
+    wall: float
+    cpu: float
+    rss: float
+
+
+def run(argv: list[str], checkout: Path | None = None) -> Run:
+    """Run `argv` (socikit from `checkout` when given) with its output discarded."""
+    with tempfile.NamedTemporaryFile("r") as report:
+        started = time.perf_counter()
+        subprocess.run(["/usr/bin/time", "-f", "%U %S %M", "-o", report.name, *argv], stdout=subprocess.DEVNULL,
+                       check=True, cwd=checkout, env=socikit_env(checkout) if checkout else None)  # fmt: skip
+        wall = time.perf_counter() - started
+        user, system, rss = report.read().split()[-3:]
+    return Run(wall, float(user) + float(system), int(rss) / 1024)
