@@ -105,7 +105,10 @@ class _ReadAhead:
         finally:
             with self._cond:
                 self._ended = True
+                orphaned = self._stopping
                 self._cond.notify_all()
+            if orphaned:  # `close` gave up waiting for this read: the stream is ours to close
+                self._stream.close()
 
     def read(self, size: int = -1) -> bytes:
         del size  # chunks of INPUT_CHUNK bytes, which is what the builder asks for
@@ -125,6 +128,8 @@ class _ReadAhead:
         return item
 
     def close(self) -> None:
+        """Stop reading. A read that is still waiting on the network (the build failed early) is
+        not waited for: the reading thread closes the stream when that read returns."""
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
@@ -132,7 +137,10 @@ class _ReadAhead:
         if self._holding:
             self._tokens.release()
             self._holding = False
-        self._stream.close()
+        with self._cond:
+            finished = self._ended
+        if finished:
+            self._stream.close()
 
 
 def skip_reason(layer: Descriptor, *, min_layer_size: int) -> str | None:

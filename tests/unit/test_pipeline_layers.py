@@ -129,3 +129,20 @@ def test_read_errors_reach_the_builder_in_order() -> None:
             reader.read()
     finally:
         reader.close()
+
+
+def test_closing_does_not_wait_for_a_stalled_read() -> None:
+    """A build that fails while its layer's next read waits on the network: the reader is let go
+    (closing waits about a second, not the read timeout) and closes the stream when the read ends."""
+    gate = threading.Event()
+    stream = _Stream([b"x" * 10], gate)
+    reader = _ReadAhead(stream, tee=None, tokens=None)
+    assert reader.read() == b"x" * 10
+    reader.close()  # the next read is stalled on `gate`
+    assert not stream.closed
+    gate.set()
+    for _ in range(100):
+        if stream.closed:
+            break
+        threading.Event().wait(0.05)
+    assert stream.closed
