@@ -1,21 +1,28 @@
 #!/usr/bin/env python3
-"""Benchmark pull-convert-push through a local registry against `skopeo copy` of the same image.
+"""Benchmark registry conversions against `skopeo` moving the same image, as whole processes.
 
-Starts two Debian docker-registry processes on 127.0.0.1 (own storage in temp dirs, stopped at
-the end) so that every layer really travels (within one registry both tools would just mount
-blobs), uploads the three-layer image of bench_convert.py to the first with skopeo, then times in
-one run:
-  - `socikit convert --no-cache SRC/src:1 DST/socikit-N:1 --plain-http` (pull, index, push)
-  - `skopeo copy docker://SRC/src:1 docker://DST/skopeo-N:1` (pull and push only)
-and prints the ratio socikit / skopeo.
+Starts Debian docker-registry processes on 127.0.0.1 (own storage in temp dirs, stopped at the
+end), uploads the three-layer image of bench_convert.py to the source registry with skopeo, then
+in one run, alternating, each round:
+  - registry to registry, to a fresh destination registry each time (nothing can be skipped):
+      `skopeo copy docker://SRC/app:1 docker://DST/app:1`
+      `socikit convert --no-cache SRC/app:1 DST/app:1` (pull, index, push)
+  - within the source repository:
+      `skopeo copy docker://SRC/app:1 oci:DIR` (a plain pull of the image)
+      `socikit convert --no-cache SRC/app:1 SRC/app:1-soci-N` (pulls each layer once to index it;
+      the layers are already there, so only ztocs, SOCI indexes and manifests are pushed)
+and prints every run and the ratios (issue 12's targets: registry to registry <= 1.3 x skopeo copy;
+same repository <= 1.15 x the plain pull).
 
-    python3 scripts/bench_push.py [--repeat 3]
+    python3 scripts/bench_push.py [--repeat 5] [--checkout DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -24,10 +31,11 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_convert import image, timed  # noqa: E402
-from benchenv import SOCIKIT, compile_socikit  # noqa: E402
+from bench_convert import image  # noqa: E402
+from benchenv import SOCIKIT, Run, add_checkout_option, compile_socikit, run  # noqa: E402
 
 REGISTRY_BIN = "/usr/bin/docker-registry"
+SKOPEO_TLS = ["--src-tls-verify=false", "--dest-tls-verify=false"]
 
 
 def free_port() -> int:
@@ -38,10 +46,11 @@ def free_port() -> int:
 
 def start_registry(root: Path) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
+    root.mkdir(parents=True, exist_ok=True)
     config = root / "config.yml"
     config.write_text(
         "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n"
-        f"    rootdirectory: {root / 'storage'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
+        f"    rootdirectory: {root / 'storage'}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n"
     )
     proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(200):
@@ -54,63 +63,58 @@ def start_registry(root: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("docker-registry did not start")
 
 
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def report(name: str, ours: list[Run], theirs: list[Run], target: float, baseline: str) -> None:
+    print(f"  {name}: runs ({baseline} / socikit convert, wall seconds and ratio; CPU seconds):")
+    for i, (t, o) in enumerate(zip(theirs, ours, strict=True)):
+        print(f"    {i + 1}: {t.wall:6.3f}  {o.wall:6.3f}  {o.wall / t.wall:5.2f}    cpu {t.cpu:5.2f}  {o.cpu:5.2f}")
+    median = statistics.median(o.wall / t.wall for o, t in zip(ours, theirs, strict=True))
+    best = min(o.wall for o in ours) / min(t.wall for t in theirs)
+    print(f"    best {best:.2f}, median of runs {median:.2f} (target <= {target})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
+    add_checkout_option(parser)
     args = parser.parse_args()
-    src_layout = image()
-    ours, theirs = [], []
-    compile_socikit()
+    layout = image()
+    compile_socikit(args.checkout)
+    cross_ours: list[Run] = []
+    cross_skopeo: list[Run] = []
+    same_ours: list[Run] = []
+    pull: list[Run] = []
+    socikit = [*SOCIKIT, "convert", "--no-cache", "--progress", "none", "--plain-http"]
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "src").mkdir()
         src_proc, src = start_registry(Path(tmp) / "src")
         try:
-            subprocess.run(
-                ["skopeo", "copy", "--dest-tls-verify=false", f"oci:{src_layout}:latest", f"docker://{src}/src:1"],
-                check=True,
-                stdout=subprocess.DEVNULL,
-            )
+            subprocess.run(["skopeo", "copy", *SKOPEO_TLS, f"oci:{layout}:latest", f"docker://{src}/app:1"],
+                           check=True, stdout=subprocess.DEVNULL)  # fmt: skip
             for i in range(args.repeat):
-                # A fresh destination registry per tool and round: nothing can be skipped or mounted.
-                for tool, results in (("socikit", ours), ("skopeo", theirs)):
-                    root = Path(tmp) / f"{tool}-{i}"
-                    root.mkdir()
-                    dst_proc, dst = start_registry(root)
+                for tool in ("skopeo", "socikit"):
+                    dst_proc, dst = start_registry(Path(tmp) / f"{tool}-{i}")
                     try:
-                        if tool == "socikit":
-                            argv = [
-                                *SOCIKIT,
-                                "convert",
-                                "--no-cache",
-                                "--progress",
-                                "none",
-                                "--plain-http",
-                                f"{src}/src:1",
-                                f"{dst}/app:1",
-                            ]
+                        if tool == "skopeo":
+                            argv = ["skopeo", "copy", *SKOPEO_TLS, f"docker://{src}/app:1", f"docker://{dst}/app:1"]
+                            cross_skopeo.append(run(argv))
                         else:
-                            argv = [
-                                "skopeo",
-                                "copy",
-                                "--src-tls-verify=false",
-                                "--dest-tls-verify=false",
-                                f"docker://{src}/src:1",
-                                f"docker://{dst}/app:1",
-                            ]
-                        results.append(timed(argv))
+                            cross_ours.append(run([*socikit, f"{src}/app:1", f"{dst}/app:1"], args.checkout))
                     finally:
-                        dst_proc.terminate()
-                        dst_proc.wait(timeout=10)
+                        stop(dst_proc)
+                        shutil.rmtree(Path(tmp) / f"{tool}-{i}")
+                pulled = Path(tmp) / f"pull-{i}"
+                pull.append(run(["skopeo", "copy", *SKOPEO_TLS, f"docker://{src}/app:1", f"oci:{pulled}:latest"]))
+                shutil.rmtree(pulled)
+                same_ours.append(run([*socikit, f"{src}/app:1", f"{src}/app:1-soci-{i}"], args.checkout))
         finally:
-            src_proc.terminate()
-            src_proc.wait(timeout=10)
-    o, t = min(ours), min(theirs)
-    print(
-        f"image: {src_layout.name} (3 gzip layers), local docker-registry processes "
-        f"(fresh destination each round), best of {args.repeat}"
-    )
-    print(f"  skopeo copy                   {t:6.2f} s")
-    print(f"  socikit convert (pull+index+push) {o:6.2f} s   ratio socikit/skopeo {o / t:.2f}")
+            stop(src_proc)
+    print(f"image: {layout.name} (3 gzip layers), local docker-registry processes; socikit from {args.checkout}")
+    report("registry to a fresh registry", cross_ours, cross_skopeo, 1.3, "skopeo copy")
+    report("same repository", same_ours, pull, 1.15, "skopeo copy to oci:DIR")
 
 
 if __name__ == "__main__":

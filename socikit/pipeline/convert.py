@@ -10,6 +10,7 @@ missing content.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,8 +24,8 @@ from socikit.oci.descriptor import Descriptor, Platform, descriptor_for
 from socikit.oci.manifest import ImageConfig, ImageIndex, ImageManifest
 from socikit.oci.platform import dedupe_platforms, format_platform, host_platform, matches, parse_platform
 from socikit.pipeline.cache import ZtocCache
-from socikit.pipeline.events import Event, LayerOutcome, Message
-from socikit.pipeline.layers import index_layers
+from socikit.pipeline.events import Event, LayerFinished, LayerOutcome, Message
+from socikit.pipeline.layers import StreamsBlobUploads, index_layers, layers_to_build
 from socikit.soci.convert import convert_to_v2
 from socikit.soci.index import build_soci_index, layer_needs_no_xattrs, ztoc_descriptor
 from socikit.soci.prefetch import plan_prefetch, prefetch_artifacts
@@ -217,11 +218,36 @@ def convert_image(
         cache = cache.refreshing()
     image = read_image(source, options)
     all_layers = [layer for _, manifest, _ in image.selected for layer in manifest.layer_list]
-    outcomes = index_layers(
-        source, all_layers, span_size=options.span_size, min_layer_size=options.min_layer_size,
-        build_tool_identifier=options.build_tool_identifier, cache=cache, jobs=options.jobs, on_event=on_event,
-        while_waiting=(lambda: _prepare_validation(options.index_version)) if validate else None,
-    )
+    # A registry destination gets each layer from the stream that indexes it, and every other
+    # blob while the layers are indexed: only manifests and tags wait for validation.
+    uploader = sink.stream_uploader(source) if copy_image and isinstance(sink, StreamsBlobUploads) else None
+    early = _EarlyCopies(source, sink) if copy_image and isinstance(sink, StreamsBlobUploads) else None
+
+    def while_waiting() -> None:
+        if early is not None:
+            streamed = set() if uploader is None else {layer.digest for layer in layers_to_build(
+                all_layers, span_size=options.span_size, min_layer_size=options.min_layer_size,
+                build_tool_identifier=options.build_tool_identifier, cache=cache)}  # fmt: skip
+            early.start([blob for blob in _image_blobs(image) if blob.digest not in streamed])
+        if validate:
+            _prepare_validation(options.index_version)
+
+    def on_layer_event(event: Event) -> None:
+        if early is not None and isinstance(event, LayerFinished) and event.outcome.ztoc is not None:
+            early.write(descriptor_for(event.outcome.ztoc, mt.MEDIA_TYPE_ZTOC), event.outcome.ztoc)
+        emit(event)
+
+    try:
+        outcomes = index_layers(
+            source, all_layers, span_size=options.span_size, min_layer_size=options.min_layer_size,
+            build_tool_identifier=options.build_tool_identifier, cache=cache, jobs=options.jobs,
+            on_event=on_layer_event, while_waiting=while_waiting, uploader=uploader,
+        )  # fmt: skip
+    except BaseException:
+        if early is not None:
+            early.cancel()
+        raise
+    copied = early.wait() if early is not None else set()
     ztoc_blobs: dict[str, bytes] = {}
     prefetch_blobs: dict[str, bytes] = {}
     decoded = _Decoded()
@@ -281,9 +307,11 @@ def convert_image(
     if copy_image:
         # Layers just indexed were read whole and their digests checked (cached ones were not).
         verified = {o.layer.digest for p in platform_results for o in p.layers if o.ztoc is not None and not o.cached}
-        _copy_image_blobs(source, sink, image, verified)
-    for data in ztoc_blobs.values():
-        sink.write_blob(descriptor_for(data, mt.MEDIA_TYPE_ZTOC), data)
+        uploaded = {o.layer.digest for p in platform_results for o in p.layers if o.uploaded}
+        _copy_image_blobs(source, sink, image, verified, done=copied | uploaded)
+    for digest, data in ztoc_blobs.items():
+        if digest not in copied:  # a registry got it while the other layers were indexed
+            sink.write_blob(descriptor_for(data, mt.MEDIA_TYPE_ZTOC), data)
     for data in prefetch_blobs.values():
         sink.write_blob(descriptor_for(data, mt.MEDIA_TYPE_SOCI_PREFETCH), data)
     empty = descriptor_for(mt.EMPTY_JSON_BLOB, mt.ARTIFACT_TYPE_SOCI_INDEX_V1)
@@ -365,23 +393,89 @@ def _prepare_validation(index_version: str) -> None:
     prepare(index_version)
 
 
-def _copy_image_blobs(source: ImageSource, sink: ImageSink, image: _Image, verified: set[str]) -> None:
-    """Configs and layers of every manifest of the image (destination gets the whole image),
-    several at once: copies wait on sockets and disks, not on the CPU. `verified`: digests of
-    blobs read whole and checked moments ago."""
+def _image_blobs(image: _Image) -> list[Descriptor]:
+    """Configs and layers of every manifest of the image, each once."""
     blobs: dict[str, Descriptor] = {}
     for data in image.manifests.values():
         manifest = ImageManifest.from_json(data)
         for blob in (manifest.config, *manifest.layer_list):
             blobs.setdefault(blob.digest, blob)
+    return list(blobs.values())
+
+
+def _copy_image_blobs(source: ImageSource, sink: ImageSink, image: _Image, verified: set[str], *,
+                      done: frozenset[str] | set[str] = frozenset()) -> None:
+    """Configs and layers of every manifest of the image (destination gets the whole image) but
+    those in `done` (already there), several at once: copies wait on sockets and disks, not on
+    the CPU. `verified`: digests of blobs read whole and checked moments ago."""
 
     def copy(blob: Descriptor) -> None:
         if not sink.has_blob(blob):
             sink.copy_blob(blob, source, verified=blob.digest in verified)
 
+    blobs = [blob for blob in _image_blobs(image) if blob.digest not in done]
     with ThreadPoolExecutor(max_workers=COPY_CONCURRENCY, thread_name_prefix="socikit-copy") as pool:
-        for future in [pool.submit(copy, blob) for blob in blobs.values()]:
+        for future in [pool.submit(copy, blob) for blob in blobs]:
             future.result()
+
+
+class _EarlyCopies:
+    """Blob copies (mounts, uploads) to a registry destination that run while the layers are
+    indexed, on threads: a blob nothing refers to yet is invisible there, so these need not wait
+    for validation. Each ztoc goes up as soon as its layer is built. Started once the worker
+    processes exist (forking with copy threads running could hand a worker a lock held forever);
+    what comes earlier waits for the start."""
+
+    def __init__(self, source: ImageSource, sink: ImageSink) -> None:
+        self._source = source
+        self._sink = sink
+        self._pool: ThreadPoolExecutor | None = None
+        self._futures: dict[str, Any] = {}
+        self._pending: list[tuple[Callable[..., None], Descriptor, bytes | None]] = []
+        self._lock = threading.Lock()
+
+    def start(self, blobs: list[Descriptor]) -> None:
+        with self._lock:
+            self._pool = ThreadPoolExecutor(max_workers=COPY_CONCURRENCY, thread_name_prefix="socikit-copy")
+            for blob in blobs:
+                self._futures[blob.digest] = self._pool.submit(self._copy, blob)
+            for task, blob, data in self._pending:
+                self._futures[blob.digest] = self._pool.submit(task, blob, data)
+            self._pending.clear()
+
+    def write(self, blob: Descriptor, data: bytes) -> None:
+        """Upload `data` (a ztoc) now, or once started."""
+        with self._lock:
+            if blob.digest in self._futures or any(p[1].digest == blob.digest for p in self._pending):
+                return
+            if self._pool is None:
+                self._pending.append((self._write, blob, data))
+            else:
+                self._futures[blob.digest] = self._pool.submit(self._write, blob, data)
+
+    def _copy(self, blob: Descriptor, data: bytes | None = None) -> None:
+        if not self._sink.has_blob(blob):
+            self._sink.copy_blob(blob, self._source)
+
+    def _write(self, blob: Descriptor, data: bytes | None) -> None:
+        assert data is not None
+        if not self._sink.has_blob(blob):
+            self._sink.write_blob(blob, data)
+
+    def wait(self) -> set[str]:
+        """The digests copied; the first copy that failed raises."""
+        if self._pool is None:  # indexing ended before the start: nothing was sent
+            return set()
+        try:
+            for future in self._futures.values():
+                future.result()
+        finally:
+            self._pool.shutdown(wait=True)
+        return set(self._futures)
+
+    def cancel(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _write_referrer(sink: ImageSink, desc: Descriptor, data: bytes, subject: Descriptor) -> None:

@@ -19,6 +19,7 @@ class LayerOutcome:
     files: int = 0
     seconds: float = 0.0
     cached: bool = False
+    uploaded: bool = False  # the layer went to the destination from the stream that indexed it
 
 
 @dataclass(frozen=True, slots=True)

@@ -524,6 +524,44 @@ class RegistryClient:
                      location=location)
         return False
 
+    def open_blob_upload(self, repo: str, desc: Descriptor, *, mount_from: str | None = None) -> str | None:
+        """Begin an upload of `desc` to `repo` whose bytes come later (`upload_blob_stream`).
+        None when nothing is left to send: `repo` holds the blob, or the registry mounted it from
+        `mount_from` (a repository of this registry that may hold it); otherwise the location of
+        the new upload session (the one a refused mount opens, when it opens one)."""
+        if self.has_blob(repo, desc):
+            return None
+        what = f"push blob {self.host}/{repo}@{desc.digest}"
+        if mount_from is None:
+            return self._start_upload(repo, what)
+        query = urlencode({"mount": desc.digest, "from": mount_from})
+        resp = self._request("POST", self.url(repo, f"blobs/uploads/?{query}"), what=what,
+                             headers={"Content-Length": "0"}, ok=(201, 202))
+        resp.close()
+        if resp.status_code == 201:
+            return None
+        return self._location(resp, what)
+
+    def upload_blob_stream(self, repo: str, desc: Descriptor, chunks: Iterable[bytes], *, location: str) -> None:
+        """Complete the upload session at `location` with the bytes `chunks` yields, sent as they
+        come in one streamed PATCH (chunked transfer encoding, as `docker push` does), then the
+        digest. The bytes cannot be read twice, so nothing is retried: any failure abandons the
+        session and raises RegistryError, and the caller sends the blob another way."""
+        what = f"push blob {self.host}/{repo}@{desc.digest}"
+        try:
+            resp = self._request("PATCH", location, what=what, data=chunks,  # type: ignore[arg-type]
+                                 headers={"Content-Type": "application/octet-stream"}, ok=(202, 204),
+                                 retry_dropped=False, attempts=1)
+            resp.close()
+            location = self._location(resp, what)
+            self._finish_upload(repo, desc, location, b"", what)
+        except _SessionLost as lost:
+            self._abandon(location)
+            raise RegistryError(f"{what}: {lost.reason}") from None
+        except BaseException:
+            self._abandon(location)
+            raise
+
     def _location(self, resp: requests.Response, what: str) -> str:
         location = resp.headers.get("Location", "")
         if not location:

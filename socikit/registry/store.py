@@ -21,6 +21,7 @@ from socikit.registry.auth import Credentials, load_docker_credentials
 from socikit.registry.client import RegistryClient
 from socikit.registry.options import RegistryOptions
 from socikit.registry.referrers import fetch_referrers
+from socikit.registry.upload import StreamedUpload, open_streamed_upload
 
 # Blobs `read_blob` will hold in memory (manifests, configs, ztocs); layers go through open_blob.
 MAX_READ_BLOB = 256 << 20
@@ -111,6 +112,8 @@ class RegistrySink:
         self.tag_name = tag
         self._owns_client = owns_client
         self._manifests: dict[str, tuple[bytes, str]] = {}
+        # A picklable `(desc, mount_from) -> StreamedUpload | None` that works in another process.
+        self.upload_opener: Callable[[Descriptor, str | None], StreamedUpload | None] | None = None
 
     def __repr__(self) -> str:
         return f"RegistrySink({self.client.host}/{self.repo}:{self.tag_name})"
@@ -138,6 +141,22 @@ class RegistrySink:
         # An opener, not an open stream: should the registry lose the upload session, the
         # client reads the blob again from the source.
         self.client.push_blob(self.repo, desc, functools.partial(source.open_blob, desc))
+
+    def stream_uploader(self, source: ImageSource) -> Callable[[Descriptor], StreamedUpload | None] | None:
+        """What uploads a layer from the stream that indexes it (one pull per layer), for
+        `source`'s layers: a picklable `desc -> StreamedUpload | None` (None: nothing to send),
+        or None when streaming is not the way. From this registry host nothing is streamed:
+        `copy_blob` mounts blobs (or finds them in place) without moving their bytes. From
+        another registry each upload first tries to mount the blob from a repository of this
+        registry named like the source's."""
+        if self.upload_opener is None:
+            return None
+        mount_from = None
+        if isinstance(source, RegistrySource):
+            if source.client.host == self.client.host:
+                return None
+            mount_from = source.repo
+        return functools.partial(_call_with_mount, self.upload_opener, mount_from)
 
     def write_manifest(self, desc: Descriptor, data: bytes) -> None:
         verify_blob(data, digest=desc.digest, size=desc.size, where=f"manifest {desc.digest}")
@@ -180,8 +199,10 @@ def open_registry_source(host: str, repository: str, tag: str | None = None, dig
 
 def _open_blob_in_new_client(host: str, repository: str, options: RegistryOptions | None,
                              desc: Descriptor) -> BinaryIO:
-    """Open a blob stream with a client of its own (used from worker processes)."""
-    return open_registry_client(host, options).get_blob_stream(repository, desc)
+    """Open a blob stream with a client of its own (used from worker processes). The stream checks
+    the size but not the digest: what reads it verifies (the ztoc builder hashes every byte and
+    compares the digest), and a second hash of each layer is CPU time that indexing competes for."""
+    return open_registry_client(host, options).get_blob_stream(repository, desc, verify=False)
 
 
 def open_registry_sink(host: str, repository: str, tag: str | None = None, digest: str | None = None,
@@ -189,7 +210,21 @@ def open_registry_sink(host: str, repository: str, tag: str | None = None, diges
     """An ImageSink for `host/repository` that tags `tag` last (a digest-only destination writes
     content without tagging)."""
     del digest  # a digest destination needs no tag: content is addressed by digest already
-    return RegistrySink(open_registry_client(host, options), repository, tag, owns_client=True)
+    sink = RegistrySink(open_registry_client(host, options), repository, tag, owns_client=True)
+    sink.upload_opener = functools.partial(_open_upload_in_new_client, host, repository, options)
+    return sink
+
+
+def _open_upload_in_new_client(host: str, repository: str, options: RegistryOptions | None, desc: Descriptor,
+                               mount_from: str | None) -> StreamedUpload | None:
+    """Begin a streamed upload with a client of its own (used from worker processes)."""
+    return open_streamed_upload(open_registry_client(host, options), repository, desc, mount_from=mount_from,
+                                owns_client=True)
+
+
+def _call_with_mount(opener: Callable[[Descriptor, str | None], StreamedUpload | None], mount_from: str | None,
+                     desc: Descriptor) -> StreamedUpload | None:
+    return opener(desc, mount_from)
 
 
 __all__ = [

@@ -1,6 +1,6 @@
 """The one streaming inflate primitive of socikit: every reader of compressed layer bytes (span
 reads, `validate`'s sequential scan) goes through `StreamInflater`; only the builder's hot loop
-(`compression._inflate_scan`) drives the native stream itself.
+(the native `_engine.Builder`) drives the native stream itself.
 
 A `StreamInflater` starts either at the first byte of a gzip stream or at a checkpoint (raw
 deflate primed with the checkpoint's leftover bits and its 32 KiB window, fact sheet §2.4). It is

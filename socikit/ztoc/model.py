@@ -8,6 +8,7 @@ flatbuffer bytes of the reference and back.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -57,7 +58,9 @@ class CompressionInfo:
 
 @dataclass(frozen=True, slots=True, weakref_slot=True)
 class Ztoc:
-    """A complete ztoc. `toc` is in tar order as built (the reference keeps that order on disk).
+    """A complete ztoc. `toc` is in tar order as built (the reference keeps that order on disk):
+    a tuple when decoded, the builder's compact `native.NativeToc` when built (entries made on
+    access; equal to the tuple of the same entries).
 
     Weak-referenceable so that derived read structures (`spans.span_table`, `index.toc_index`)
     can be built once per ztoc object and dropped with it."""
@@ -66,5 +69,5 @@ class Ztoc:
     build_tool_identifier: str
     compressed_archive_size: int
     uncompressed_archive_size: int
-    toc: tuple[FileMetadata, ...]
+    toc: Sequence[FileMetadata]
     compression_info: CompressionInfo

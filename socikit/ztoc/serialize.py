@@ -22,13 +22,15 @@ lookups and one `struct.pack`. `loads` is a bounds-checked reader that needs no 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from operator import itemgetter
 
 from socikit.errors import ZtocFormatError
+from socikit.ztoc._engine import TocPlan
 from socikit.ztoc.model import ALGORITHM_GZIP, ALGORITHM_UNCOMPRESSED, CompressionInfo, FileMetadata, Ztoc
+from socikit.ztoc.native import NativeToc
 
-__all__ = ["dumps", "loads", "tar_header_offsets", "TAR_BLOCK_SIZE"]
+__all__ = ["dump", "dumps", "loads", "tar_header_offsets", "TAR_BLOCK_SIZE"]
 
 TAR_BLOCK_SIZE = 512
 
@@ -220,14 +222,14 @@ class _BackBuffer:
             self.pos = table_pos
         return table_pos
 
-    def finish(self, root: int) -> bytes:
-        """Finish: Prep(minalign, 4) and the root offset; the finished buffer."""
+    def finish(self, root: int) -> list[bytes]:
+        """Finish: Prep(minalign, 4) and the root offset; the chunks in memory order."""
         pad = -(self.pos + 4) % self.minalign
         self.chunks.append(_ZERO_PADS[pad])
         self.pos += pad + 4
         self.chunks.append(_U32.pack(self.pos - root))
         self.chunks.reverse()
-        return b"".join(self.chunks)
+        return self.chunks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,7 +406,30 @@ def dumps(ztoc: Ztoc) -> bytes:
     """The ztoc's flatbuffer bytes, byte-identical to the reference Go marshaller's output.
 
     TOC entries are written in the order given (the reference keeps tar order). Raises
-    ZtocFormatError for values the format cannot hold (unknown algorithm, int64 overflow)."""
+    ZtocFormatError for values the format cannot hold (unknown algorithm, int64 overflow).
+
+    A built ztoc's TOC (`native.NativeToc`) is written by the native engine straight into one
+    buffer of the final size: no Python object per entry, no pieces joined at the end."""
+    chunks, head, plan = _lay_out(ztoc)
+    if plan is None:
+        return b"".join(chunks)
+    return plan.assemble(chunks, head)
+
+
+def dump(ztoc: Ztoc, write: Callable[[bytes], object]) -> None:
+    """`dumps(ztoc)` handed to `write` in pieces (about 1 MiB each for a built ztoc's TOC), so
+    that writing a ztoc to a file never holds all of its bytes at once."""
+    chunks, head, plan = _lay_out(ztoc)
+    if plan is None:
+        for chunk in chunks:
+            write(chunk)
+    else:
+        plan.write(chunks, head, write)
+
+
+def _lay_out(ztoc: Ztoc) -> tuple[list[bytes], list[bytes], TocPlan | None]:
+    """The Go builder's run over `ztoc`: the buffer's chunks in memory order; for a native TOC,
+    the chunks before it and after it (`head`) and the plan that writes the TOC between them."""
     info = ztoc.compression_info
     algorithm = info.compression_algorithm or ALGORITHM_GZIP  # Go skips an empty name: the default
     code = _ALGORITHM_CODES.get(algorithm)
@@ -413,7 +438,18 @@ def dumps(ztoc: Ztoc) -> bytes:
     b = _BackBuffer()
     version = b.string(_encode(ztoc.version))
     build_tool = b.string(_encode(ztoc.build_tool_identifier))
-    toc = _write_toc(b, ztoc.toc)
+    plan: TocPlan | None = None
+    head: list[bytes] = []
+    if isinstance(ztoc.toc, NativeToc):
+        plan = ztoc.toc.store.plan(b.pos)
+        head = b.chunks[::-1]
+        b.chunks = []
+        b.pos = plan.end
+        b.minalign = max(b.minalign, plan.minalign)
+        b.vtables.update(plan.vtables)
+        toc = plan.toc_table
+    else:
+        toc = _write_toc(b, ztoc.toc)
     checkpoints = b.byte_vector(info.checkpoints)
     digests = b.offset_vector([b.string(_encode(d)) for d in info.span_digests])
     slots: list[tuple[int, str]] = []
@@ -439,7 +475,7 @@ def dumps(ztoc: Ztoc) -> bytes:
         root = b.table(tuple(slots), values)
     except struct.error:
         raise ZtocFormatError("cannot serialize ztoc: a size or max_span_id is out of range") from None
-    return b.finish(root)
+    return b.finish(root), head, plan
 
 
 # ---------------------------------------------------------------------------------------------

@@ -14,13 +14,24 @@ from __future__ import annotations
 import re
 import struct
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 from socikit.errors import TarFormatError, UnsupportedLayerError
 from socikit.ztoc.model import FileMetadata
 
-__all__ = ["HeaderCaches", "HeaderFields", "TocBuilder", "TocResult", "build_toc", "format_mod_time", "parse_header"]
+__all__ = [
+    "HeaderCaches",
+    "HeaderFields",
+    "TocBuilder",
+    "TocResult",
+    "build_toc",
+    "end_of_archive",
+    "format_mod_time",
+    "parse_header",
+    "replay_failure",
+]
 
 BLOCK = 512
 MAX_SPECIAL_FILE = 1 << 20  # Go's maxSpecialFileSize: PAX and GNU long-name records
@@ -75,7 +86,7 @@ _FIELD_CACHE_LIMIT = 1 << 14
 class TocResult:
     """The TOC of one tar stream."""
 
-    entries: tuple[FileMetadata, ...]  # tar order
+    entries: Sequence[FileMetadata]  # tar order (a tuple here; the native parser's compact TOC)
     uncompressed_archive_size: int  # stream position (bytes) when Go's Next() returned io.EOF
 
 
@@ -619,6 +630,52 @@ class TocBuilder:
         else:
             self._long_link = _cstring(data)
         return padding
+
+
+# -- replays for the native parser (socikit/ztoc/csrc/tar.c) ----------------------------------------
+#
+# The native parser follows this module's rules. When it refuses a unit (a header block or an
+# extension record), it hands over that unit and the extensions pending for the next entry, and
+# the unit is replayed here: the exception, message included, is this parser's own.
+
+
+def replay_failure(
+    want: int,
+    end: int,
+    unit: bytes,
+    pax: tuple[bytes, int] | None,
+    long_name: bytes,
+    long_link: bytes,
+    record: tuple[bytes, int, int],
+) -> NoReturn:
+    """Raise what this parser raises for `unit` ending at stream position `end`, with `want` what
+    the parser was reading, `pax` the pending PAX record (raw bytes, header offset), the pending
+    GNU long name and link, and `record` the pending extension's (type flag, offset, padding)."""
+    builder = TocBuilder()
+    builder._pos = end - len(unit)
+    if pax is not None:
+        builder._pax = _parse_pax_records(*pax)
+    builder._long_name = long_name
+    builder._long_link = long_link
+    builder._want = want
+    if want == _WANT_RECORD:
+        builder._record = record
+        builder._need = len(unit)
+    builder._process(unit, 0, end)
+    raise AssertionError(  # the two parsers disagree: a bug, never a property of the input
+        f"the native tar parser refused the unit ending at byte {end}, which the Python parser accepts"
+    )
+
+
+def end_of_archive(position: int, data_end: int, want: int, buffered: bytes) -> int:
+    """`uncompressed_archive_size` for a stream that stopped at `position` (its archive not ended
+    by two zero blocks), or the early-end error this parser raises there."""
+    builder = TocBuilder()
+    builder._pos = position
+    builder._data_end = data_end
+    builder._want = want
+    builder._buf = bytearray(buffered)
+    return builder.finish().uncompressed_archive_size
 
 
 def build_toc(stream: BinaryIO, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> TocResult:

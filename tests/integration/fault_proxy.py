@@ -1,8 +1,9 @@
 """A fault-injecting HTTP/1.1 proxy on 127.0.0.1 for registry tests.
 
 It sits between a client and a real registry and relays each request as raw bytes over its own
-upstream connection (one request per connection: both sides are told `Connection: close`). A
-`Fault` picks requests by method, path and position and breaks them the way a network does:
+upstream connection (one request per connection: both sides are told `Connection: close`; a
+chunked request body is not relayed, only broken). A `Fault` picks requests by method, path,
+position and whether the body is chunked, and breaks them the way a network does:
 
 * `drop-request`: read part of the request body, then close the client's connection; nothing
   reaches the registry.
@@ -36,6 +37,7 @@ class Fault:
     nth: int = 1
     times: int = 1
     keep: int = 0  # cut-response: body bytes relayed before the cut
+    chunked: bool | None = None  # only requests with (True) or without (False) a chunked body
     seen: int = 0
     applied: int = 0
 
@@ -43,8 +45,10 @@ class Fault:
         if self.action not in _ACTIONS:
             raise ValueError(f"unknown fault action {self.action!r}")
 
-    def take(self, method: str, target: str) -> bool:
+    def take(self, method: str, target: str, chunked: bool = False) -> bool:
         if method != self.method or self.path not in target:
+            return False
+        if self.chunked is not None and chunked != self.chunked:
             return False
         self.seen += 1
         if self.seen < self.nth or (self.times and self.seen >= self.nth + self.times):
@@ -145,7 +149,8 @@ class FaultProxy:
 
     def _fault_for(self, request: _Request) -> Fault | None:
         with self._lock:
-            fault = next((f for f in self.faults if f.take(request.method, request.target)), None)
+            chunked = "chunked" in request.headers.get("transfer-encoding", "").lower()
+            fault = next((f for f in self.faults if f.take(request.method, request.target, chunked)), None)
             kept = {k: v for k, v in request.headers.items() if k in ("range", "content-range", "content-length")}
             self.log.append(Logged(request.method, request.target, kept, fault.action if fault else None))
         return fault

@@ -1,4 +1,4 @@
-"""The wheel: every package, the compiled inflate loop, its type stub and the schemas."""
+"""The wheel: every package, the compiled ztoc engine, its type stub and the schemas."""
 
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ def test_wheel_holds_the_extension_the_stub_and_the_schemas(tmp_path: Path) -> N
     names = set(zipfile.ZipFile(wheel).namelist())
     schemas = {p.name for p in (REPO_ROOT / "schemas").glob("*.json")}
     assert schemas and {f"socikit/_schemas/{n}" for n in schemas} <= names
-    assert any(n.startswith("socikit/ztoc/compression/_inflate_scan.") and n.endswith(".so") for n in names)
-    assert "socikit/ztoc/compression/_inflate_scan.pyi" in names
+    assert any(n.startswith("socikit/ztoc/_engine.") and n.endswith(".so") for n in names)
+    assert "socikit/ztoc/_engine.pyi" in names
     assert "socikit/py.typed" in names
     modules = {str(p.relative_to(REPO_ROOT)) for p in (REPO_ROOT / "socikit").rglob("*.py")}
     assert modules <= names

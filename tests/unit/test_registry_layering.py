@@ -53,7 +53,7 @@ def test_referrers_uses_only_public_attributes() -> None:
 
 
 def test_modules_over_the_client_use_only_its_public_api() -> None:
-    for name in ("store.py", "referrers.py", "pages.py", "options.py"):
+    for name in ("store.py", "referrers.py", "pages.py", "options.py", "upload.py"):
         assert _foreign_private_attributes(_tree(name)) == [], name
 
 

@@ -10,7 +10,6 @@ duration of every foreign call, so layers inflate in parallel on threads.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,7 +68,7 @@ class InflateLib:
     _zlib_version: bytes | None
 
     def address(self, entry_point: str) -> int:
-        """The C address of an entry point (e.g. "inflate"), for the native loop in _inflate_scan."""
+        """The C address of an entry point (e.g. "inflate"), for the native builder loop in `_engine`."""
         address = ctypes.cast(getattr(self, entry_point), ctypes.c_void_p).value
         assert address is not None
         return address
@@ -118,6 +117,8 @@ def _load_zlib_ng() -> InflateLib | None:
 
 
 def _load_system_zlib() -> InflateLib | None:
+    import ctypes.util  # only for this fallback: it imports much of the stdlib
+
     path = ctypes.util.find_library("z")
     if path is None:
         return None
