@@ -37,7 +37,10 @@ MinLayerSize = Annotated[
     ),
 ]
 BuildToolId = Annotated[str, typer.Option("--build-tool-id", help="Build tool identifier in ztocs and indexes.")]
-Jobs = Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Layers indexed in parallel (default: cores).")]
+Jobs = Annotated[
+    int | None,
+    typer.Option("--jobs", "-j", min=1, help="Worker processes indexing layers, largest first (default: cores)."),
+]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print a machine-readable summary on stdout.")]
 ProgressMode = Annotated[str, typer.Option("--progress", help="auto (rich on a terminal, plain in CI), plain or none.")]
 NoValidate = Annotated[bool, typer.Option("--no-validate", help="Skip validating the result before writing it.")]

@@ -11,7 +11,17 @@ import typer
 
 from socikit.cli.app import app
 from socikit.cli.console import errors_to_exit, lambda_note, print_json, say
-from socikit.cli.convert import BuildToolId, JsonOut, MinLayerSize, NoCache, NoValidate, ProgressMode, Root, SpanSize
+from socikit.cli.convert import (
+    BuildToolId,
+    Jobs,
+    JsonOut,
+    MinLayerSize,
+    NoCache,
+    NoValidate,
+    ProgressMode,
+    Root,
+    SpanSize,
+)
 from socikit.cli.progress import MODES, ProgressRenderer
 from socikit.cli.registry_options import CertDir, PlainHttp, TlsVerify, User, registry_options
 from socikit.oci import mediatypes as mt
@@ -27,7 +37,6 @@ SociVersion = Annotated[
     typer.Option("--soci", metavar="v2|v1", help="SOCI index version: v2 (bundled with the image, the default) "
                  "or v1 (referrers of the unchanged image; use v1 for AWS Lambda)."),
 ]
-Jobs = Annotated[int | None, typer.Option("--jobs", "-j", min=1, help="Layers indexed in parallel (default: cores).")]
 
 
 def soci_options(version: str, span_size: int, min_layer_size: int, build_tool_id: str, jobs: int | None,
