@@ -10,8 +10,8 @@ import typer
 
 from socikit.cli.app import buildx_app
 from socikit.cli.console import errors_to_exit
-from socikit.cli.convert import BuildToolId, JsonOut, MinLayerSize, NoValidate, Root, SpanSize
-from socikit.cli.hook import Jobs, SociVersion, report_outcomes, soci_options, ztoc_cache
+from socikit.cli.convert import BuildToolId, Jobs, JsonOut, MinLayerSize, NoValidate, Root, SpanSize
+from socikit.cli.hook import SociVersion, report_outcomes, soci_options, ztoc_cache
 from socikit.cli.progress import ProgressRenderer
 from socikit.cli.registry_options import CertDir, PlainHttp, TlsVerify, User, registry_options
 from socikit.oci import mediatypes as mt

@@ -11,6 +11,7 @@ from socikit.cli.app import app
 from socikit.cli.console import errors_to_exit, lambda_note, print_json, say
 from socikit.cli.convert import (
     BuildToolId,
+    Jobs,
     JsonOut,
     MinLayerSize,
     NoCache,
@@ -19,7 +20,7 @@ from socikit.cli.convert import (
     Root,
     SpanSize,
 )
-from socikit.cli.hook import Jobs, conversion_line, soci_options, ztoc_cache
+from socikit.cli.hook import conversion_line, soci_options, ztoc_cache
 from socikit.cli.progress import ProgressRenderer
 from socikit.cli.registry_options import CertDir, PlainHttp, TlsVerify, User, registry_options
 from socikit.oci import mediatypes as mt
