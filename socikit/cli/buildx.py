@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from socikit.cli.app import buildx_app
+from socikit.cli.apps import buildx_app
 from socikit.cli.console import errors_to_exit
 from socikit.cli.convert import BuildToolId, Jobs, JsonOut, MinLayerSize, NoValidate, Root, SpanSize
 from socikit.cli.hook import SociVersion, report_outcomes, soci_options, ztoc_cache

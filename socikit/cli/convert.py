@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from socikit.cli.app import app
+from socikit.cli.apps import app
 from socikit.cli.console import errors_to_exit, lambda_note, print_json, say
 from socikit.cli.progress import MODES, ProgressRenderer
 from socikit.cli.registry_options import CertDir, PlainHttp, TlsVerify, User, registry_options

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from socikit.cli.app import image_app
+from socikit.cli.apps import image_app
 from socikit.cli.console import errors_to_exit, print_json, say
 from socikit.cli.registry_options import CertDir, PlainHttp, TlsVerify, User, registry_options
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from socikit.cli.app import index_app
+from socikit.cli.apps import index_app
 from socikit.cli.console import errors_to_exit, print_json, print_table, say
 from socikit.cli.registry_options import CertDir, PlainHttp, TlsVerify, User, registry_options
 

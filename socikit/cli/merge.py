@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from socikit.cli.app import app
+from socikit.cli.apps import app
 from socikit.cli.console import errors_to_exit, lambda_note, print_json, say
 from socikit.cli.convert import (
     BuildToolId,

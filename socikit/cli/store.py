@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from socikit.cli.app import app
+from socikit.cli.apps import app
 from socikit.cli.console import errors_to_exit
 
 

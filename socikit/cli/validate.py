@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from socikit.cli.app import app
+from socikit.cli.apps import app
 from socikit.cli.console import errors_to_exit, print_json, stdout
 from socikit.cli.registry_options import CertDir, PlainHttp, TlsVerify, User, registry_options
 from socikit.errors import InvalidArtifactError

@@ -16,7 +16,7 @@ import typer
 
 from socikit.__about__ import __version__
 from socikit.atomic import atomic_writer, write_atomic
-from socikit.cli.app import ztoc_app
+from socikit.cli.apps import ztoc_app
 from socikit.cli.console import errors_to_exit, print_json, print_table, say
 from socikit.errors import LayerError, SocikitError, UnsupportedLayerError, ZtocFormatError
 from socikit.oci.digest import sha256_digest

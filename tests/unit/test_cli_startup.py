@@ -71,3 +71,14 @@ def test_ztoc_build_loads_the_builder_only(tmp_path: Path) -> None:
 @pytest.mark.parametrize("argv", [("ztoc", "--help"), ("convert", "--help"), ("validate", "--help")])
 def test_help_loads_no_library_stack(argv: tuple[str, ...]) -> None:
     assert not {m for m in _heavy(_loaded(*argv)) if not m.startswith("rich")}  # help is drawn by rich
+
+
+def test_a_command_registers_only_its_own_module(tmp_path: Path) -> None:
+    """typer builds its command tree from every registered command on each run: a run imports the
+    invoked command's module only; --help of the whole CLI still lists every command."""
+    commands = {m for m in _loaded("index", "list", "--root", str(tmp_path)) if m.startswith("socikit.cli.")}
+    own = {"socikit.cli.apps", "socikit.cli.console", "socikit.cli.index", "socikit.cli.registry_options"}
+    assert commands <= own, commands
+    assert "socikit.cli.index" in commands
+    everything = {m for m in _loaded("--help") if m.startswith("socikit.cli.")}
+    assert {"socikit.cli.convert", "socikit.cli.snapshotter", "socikit.cli.store", "socikit.cli.ztoc"} <= everything
