@@ -25,7 +25,7 @@ _REGISTRAR = {
 }  # fmt: skip
 
 
-def register(*modules: str) -> None:
+def _register(*modules: str) -> None:
     """Import command modules (each registers its commands once)."""
     for module in modules:
         importlib.import_module(f"socikit.cli.{module}")
@@ -37,9 +37,9 @@ def main() -> None:
     args = sys.argv[1:]
     command = next((arg for arg in args if not arg.startswith("-")), None)
     if command in _REGISTRAR:
-        register(_REGISTRAR[command])
+        _register(_REGISTRAR[command])
     elif args[:1] != ["--version"]:
-        register(*_MODULES)
+        _register(*_MODULES)
     app()
 
 
@@ -48,7 +48,7 @@ def __getattr__(name: str) -> Any:
     if name == "app":
         from socikit.cli.apps import app
 
-        register(*_MODULES)
+        _register(*_MODULES)
         return app
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -57,4 +57,4 @@ if TYPE_CHECKING:
     app: typer.Typer
 
 
-__all__ = ["app", "main", "register"]
+__all__ = ["app", "main"]
