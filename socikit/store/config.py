@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from socikit import tomlconfig
 from socikit.errors import ConfigError
-from socikit.store import tomlconfig
 
 DEFAULT_MOUNTPOINT = Path("/var/lib/socikit/store")
 DEFAULT_ROOT = Path("/var/lib/socikit/store-root")

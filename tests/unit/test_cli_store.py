@@ -6,7 +6,7 @@ import tomllib
 from pathlib import Path
 
 from socikit.store.config import StoreConfig, parse_config
-from socikit.store.tomlconfig import to_document
+from socikit.tomlconfig import to_document
 from tests.cli import run_socikit
 from tests.unit.test_cli_startup import _heavy, _loaded
 

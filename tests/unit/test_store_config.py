@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from socikit import tomlconfig
 from socikit.errors import ConfigError
-from socikit.store import tomlconfig
 from socikit.store.config import (
     Endpoint,
     StoreConfig,
