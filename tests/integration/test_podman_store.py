@@ -29,6 +29,7 @@ from socikit.oci.descriptor import Descriptor
 from socikit.registry.client import RegistryClient
 from socikit.store import layout
 from tests.integration.podman_fixtures import (  # noqa: F401
+    FuseLayerStore,
     PodmanStorage,
     RecordingProxy,
     SociImage,
@@ -36,6 +37,7 @@ from tests.integration.podman_fixtures import (  # noqa: F401
     StoreCall,
     build_soci_image,
     check_listing_is_meaningful,
+    fuse_layer_store,
     layer_store,
     podman_storages,
     podman_warnings,
@@ -79,13 +81,11 @@ def expected_listing(image: SociImage, proxy: RecordingProxy, tmp_path_factory: 
         storage.cleanup()
 
 
-def _stocked(layer_store: StaticLayerStore, image: SociImage, ref: str, proxy: RecordingProxy) -> list[str]:
+def _stocked(layer_store: StaticLayerStore | FuseLayerStore, image: SociImage, ref: str,
+             proxy: RecordingProxy) -> list[str]:
     """The store made ready for `ref` (every layer of the SOCI image is indexed, so served)."""
-    resolver = resolver_for(proxy.host)
-    try:
+    with resolver_for(proxy.host) as resolver:
         served = layer_store.add_image(image, ref, resolver)
-    finally:
-        resolver.close()
     assert served == list(image.layer_digests)
     proxy.clear()
     return served
@@ -96,7 +96,7 @@ def _by_layer(calls: list[StoreCall], op: str) -> collections.Counter[str]:
 
 
 def test_podman_info_shows_the_store_only_from_storage_conf(podman_storages: Storages,
-                                                            layer_store: StaticLayerStore) -> None:
+                                                            layer_store: FuseLayerStore) -> None:
     storage = podman_storages(layer_store.root)
     options = storage.info()["store"]["graphOptions"]
     assert options == {"overlay.additionallayerstore": f"{layer_store.root}:ref"}
@@ -111,7 +111,7 @@ def test_podman_info_shows_the_store_only_from_storage_conf(podman_storages: Sto
         PodmanStorage(short).cleanup()
 
 
-def test_pull_takes_every_layer_from_the_store(podman_storages: Storages, layer_store: StaticLayerStore,
+def test_pull_takes_every_layer_from_the_store(podman_storages: Storages, layer_store: FuseLayerStore,
                                                image: SociImage, proxy: RecordingProxy) -> None:
     ref = image.ref(proxy.host, "soci")
     _stocked(layer_store, image, ref, proxy)
@@ -135,7 +135,7 @@ def test_pull_takes_every_layer_from_the_store(podman_storages: Storages, layer_
 
 
 def test_lookup_paths_are_base64_of_the_reference_then_the_blob_digest(
-        podman_storages: Storages, layer_store: StaticLayerStore, image: SociImage, proxy: RecordingProxy,
+        podman_storages: Storages, layer_store: FuseLayerStore, image: SociImage, proxy: RecordingProxy,
         tmp_path: Path) -> None:
     ref = image.ref(proxy.host, "soci")
     _stocked(layer_store, image, ref, proxy)
@@ -151,7 +151,7 @@ def test_lookup_paths_are_base64_of_the_reference_then_the_blob_digest(
     assert opened == {(d, "info"): 2 for d in image.layer_digests}
 
 
-def test_a_pull_by_digest_looks_up_the_digest_reference(podman_storages: Storages, layer_store: StaticLayerStore,
+def test_a_pull_by_digest_looks_up_the_digest_reference(podman_storages: Storages, layer_store: FuseLayerStore,
                                                         image: SociImage, proxy: RecordingProxy,
                                                         tmp_path: Path) -> None:
     with RegistryClient(proxy.host, plain_http=True) as client:
@@ -166,7 +166,7 @@ def test_a_pull_by_digest_looks_up_the_digest_reference(podman_storages: Storage
 
 
 def test_a_container_lists_the_same_files_as_after_a_plain_pull(
-        podman_storages: Storages, layer_store: StaticLayerStore, image: SociImage, proxy: RecordingProxy,
+        podman_storages: Storages, layer_store: FuseLayerStore, image: SociImage, proxy: RecordingProxy,
         expected_listing: list[str], tmp_path: Path) -> None:
     ref = image.ref(proxy.host, "soci")
     _stocked(layer_store, image, ref, proxy)
@@ -181,7 +181,7 @@ def test_a_container_lists_the_same_files_as_after_a_plain_pull(
         [{k: r.get(k) for k in keys} for r in plain.layer_records()]
 
 
-def test_use_and_release_as_podman_sends_them(podman_storages: Storages, layer_store: StaticLayerStore,
+def test_use_and_release_as_podman_sends_them(podman_storages: Storages, layer_store: FuseLayerStore,
                                                image: SociImage, proxy: RecordingProxy, tmp_path: Path) -> None:
     ref = image.ref(proxy.host, "soci")
     _stocked(layer_store, image, ref, proxy)
@@ -266,7 +266,7 @@ def test_a_missing_layer_is_downloaded_normally(podman_storages: Storages, stati
     assert (storage.graphroot / "overlay" / records[image.layer_digests[0]]["id"] / "diff").is_symlink()
 
 
-def test_save_reads_the_blob(podman_storages: Storages, layer_store: StaticLayerStore, image: SociImage,
+def test_save_reads_the_blob(podman_storages: Storages, layer_store: FuseLayerStore, image: SociImage,
                              proxy: RecordingProxy, tmp_path: Path) -> None:
     ref = image.ref(proxy.host, "soci")
     _stocked(layer_store, image, ref, proxy)
@@ -306,7 +306,7 @@ def test_a_blob_that_is_not_the_layer_fails_save(podman_storages: Storages, stat
     assert f"Digest did not match, expected {image.diff_ids[-1]}, got {got}" in result.stderr
 
 
-def test_push_reads_the_blob(podman_storages: Storages, layer_store: StaticLayerStore, image: SociImage,
+def test_push_reads_the_blob(podman_storages: Storages, layer_store: FuseLayerStore, image: SociImage,
                              proxy: RecordingProxy, registry_factory: Callable[..., RegistryServer],
                              tmp_path: Path) -> None:
     ref = image.ref(proxy.host, "soci")
@@ -328,12 +328,11 @@ def test_push_reads_the_blob(podman_storages: Storages, layer_store: StaticLayer
     assert [d["digest"] for d in manifest["layers"]] != list(image.layer_digests)
 
 
-def test_an_image_without_a_soci_index_pulls_normally(podman_storages: Storages, layer_store: StaticLayerStore,
+def test_an_image_without_a_soci_index_pulls_normally(podman_storages: Storages, layer_store: FuseLayerStore,
                                                       image: SociImage, proxy: RecordingProxy) -> None:
     ref = image.ref(proxy.host, "plain")
-    resolver = resolver_for(proxy.host)
-    assert layer_store.add_image(image, ref, resolver) == []
-    resolver.close()
+    with resolver_for(proxy.host) as resolver:
+        assert layer_store.add_image(image, ref, resolver) == []
     proxy.clear()
     storage = podman_storages(layer_store.root)
     storage.pull(ref)

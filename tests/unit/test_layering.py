@@ -24,6 +24,7 @@ TIERS: dict[str, int] = {
     "socikit.atomic": 0,
     "socikit.settings": 0,
     "socikit.tomlconfig": 0,
+    "socikit.jsonlog": 0,
     "socikit.oci": 0,
     # T1: the ztoc format and engine
     "socikit.ztoc": 1,
