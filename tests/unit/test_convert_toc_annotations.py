@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -47,7 +48,7 @@ def _convert(source: Path, out: Path, *extra: str) -> None:
     assert result.exit_code == 0, result.output
 
 
-def _converted(out: Path) -> tuple[str, dict[str, object], dict[str, object]]:
+def _converted(out: Path) -> tuple[str, Any, Any]:
     """(manifest digest, manifest, SOCI index) of a converted single-platform layout."""
     top = read_json(out, json.loads((out / "index.json").read_text())["manifests"][0]["digest"])
     entry = next(e for e in top["manifests"] if "artifactType" not in e)
@@ -58,10 +59,10 @@ def _converted(out: Path) -> tuple[str, dict[str, object], dict[str, object]]:
 def test_indexed_layers_name_their_ztocs(source: Path, tmp_path: Path) -> None:
     _convert(source, tmp_path / "out", "--toc-annotations")
     _, manifest, soci = _converted(tmp_path / "out")
-    ztocs = {z["annotations"][mt.ANNOTATION_IMAGE_LAYER_DIGEST]: z["digest"] for z in soci["layers"]}  # type: ignore[index]
+    ztocs = {z["annotations"][mt.ANNOTATION_IMAGE_LAYER_DIGEST]: z["digest"] for z in soci["layers"]}
     layers = manifest["layers"]
-    assert len(ztocs) == 2 and len(layers) == 3  # type: ignore[arg-type]
-    for layer in layers:  # type: ignore[attr-defined]
+    assert len(ztocs) == 2 and len(layers) == 3
+    for layer in layers:
         annotations = layer.get("annotations", {})
         if layer["digest"] in ztocs:
             assert annotations == {mt.ANNOTATION_TOC_DIGEST: ztocs[layer["digest"]]}
@@ -79,10 +80,10 @@ def test_without_the_flag_nothing_changes(source: Path, tmp_path: Path) -> None:
     plain_digest, plain, soci = _converted(tmp_path / "plain")
     _, annotated, toc_soci = _converted(tmp_path / "toc")
     assert soci == toc_soci  # the same SOCI index: only the manifests differ
-    assert all("annotations" not in layer for layer in plain["layers"])  # type: ignore[attr-defined]
+    assert all("annotations" not in layer for layer in plain["layers"])
     assert not validate_image(LayoutSource(tmp_path / "plain", tag="latest")).by_name(TOC_DIGEST)
     # the pure rewrite: the annotations are the only difference
-    ztocs = {z["annotations"][mt.ANNOTATION_IMAGE_LAYER_DIGEST]: z["digest"] for z in soci["layers"]}  # type: ignore[index]
+    ztocs = {z["annotations"][mt.ANNOTATION_IMAGE_LAYER_DIGEST]: z["digest"] for z in soci["layers"]}
     rewritten = rewrite_manifest(gojson.dumps(plain), None, ztocs)
     expected = {**annotated, "annotations": plain.get("annotations")}
     assert json.loads(rewritten) == {k: v for k, v in expected.items() if v is not None}
@@ -93,7 +94,7 @@ def test_validate_finds_a_wrong_toc_digest(source: Path, tmp_path: Path) -> None
     out = tmp_path / "out"
     _convert(source, out, "--toc-annotations")
     digest, manifest, soci = _converted(out)
-    first, small, last = manifest["layers"]  # type: ignore[misc]
+    first, small, last = manifest["layers"]
     # the first layer names the last one's ztoc; the small one names a ztoc although it has none
     first["annotations"][mt.ANNOTATION_TOC_DIGEST] = last["annotations"][mt.ANNOTATION_TOC_DIGEST]
     small["annotations"] = {mt.ANNOTATION_TOC_DIGEST: "sha256:" + "0" * 64}
