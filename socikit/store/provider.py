@@ -223,6 +223,7 @@ class StoreProvider:
             if fetcher is not None:
                 self.background.remove(fetcher)
             self.blobs.pop(digest, None)
+            self.resolver.images.forget(resolved.layer.toc_digest)
         log(self.logger, logging.INFO, "layer released", reference=key.reference, digest=key.digest)
 
 
