@@ -437,8 +437,16 @@ class PodmanStack:
             raise SystemExit(f"podman {' '.join(args)}: {result.stderr.strip()[-2000:]}")
 
     def span_bytes(self) -> int:
-        status = json.loads((self.base / "store-root" / "status.json").read_text())
-        return int(status["spans"]["bytes"])
+        """What the store's status file says, once it has caught up (it is rewritten within 0.2 s
+        of a change)."""
+        path = self.base / "store-root" / "status.json"
+        previous = None
+        while True:
+            status = json.loads(path.read_text())
+            if status == previous:
+                return int(status["spans"]["bytes"])
+            previous = status
+            time.sleep(0.5)
 
 
 @contextlib.contextmanager

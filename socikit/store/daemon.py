@@ -142,7 +142,10 @@ class _Store:
         try:
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async with trio.open_nursery() as nursery:
-                    await nursery.start(fs.serve, self.options.mountpoint)
+                    try:
+                        await nursery.start(fs.serve, self.options.mountpoint)
+                    except (RuntimeError, OSError) as exc:  # pyfuse3 could not mount
+                        raise ConfigError(f"cannot mount the store at {self.options.mountpoint}: {exc}") from None
                     await nursery.start(background.run)
                     stats.serving = True
                     nursery.start_soon(status_writer)
