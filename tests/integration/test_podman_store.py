@@ -347,6 +347,9 @@ def test_an_image_without_a_soci_index_pulls_normally(podman_storages: Storages,
     storage.pull(ref)
     assert set(image.layer_digests) <= set(proxy.blob_gets())
     assert not any((d / "diff").is_symlink() for d in storage.layer_dirs().values())
+    # the store was asked for each layer, said "no such file", and holds nothing for the image
+    status = layer_store.wait_status(lambda s: s["lookups"]["not_served"] >= 3, "the declined lookups")
+    assert status["lookups"]["served"] == 0 and status["in_use"] == [] and status["attached_layers"] == 0
 
 
 # --- what `socikit store` itself shows: lazy layers, counts, restarts ----------------------------------
