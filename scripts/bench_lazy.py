@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Benchmark lazy pulls (socikit's snapshotter) against containerd's normal pull, in one run.
+"""Benchmark lazy pulls (socikit's snapshotter, and `socikit store` for podman) against normal
+pulls, in one run.
 
 Builds (and caches under .bench/lazy/) two images from this machine's own files:
   - `startup`: >= 300 MB uncompressed, a Python 3.11 image: the listing tools, the interpreter and
@@ -15,13 +16,19 @@ before it is forwarded). Then, per round, with a fresh containerd and snapshotte
     container's first output line; bytes = what the relay delivered;
   - lazy: `socikit image rpull --snapshotter socikit` + `ctr run --snapshotter socikit`, same
     clock; bytes = what the relay delivered (index, ztocs, spans, config, manifests).
+And the same two with podman (fresh storage each time, its own storage.conf):
+  - podman normal: `podman pull` + `podman run`;
+  - podman lazy: `socikit store` running (started before the clock, fresh root), the storage's
+    `additionallayerstores` naming it, `podman pull` + `podman run`; span bytes from the store's
+    status file.
 And once: sequential read of the 200 MB file through the FUSE layer (its spans cached) against the
 same file under overlayfs, each through an overlay mount of a view, with the page cache of the
 file and of what backs it dropped first (`posix_fadvise DONTNEED`), then again warm.
 
     python3 scripts/bench_lazy.py [--span-size 4194304] [--repeat 3] [--prefetch-on-open BYTES]
+                                  [--no-podman | --podman-only]
 
-Needs root, FUSE, containerd + runc, docker-registry. Every process and mount it starts is
+Needs root, FUSE, containerd + runc, docker-registry, podman. Every process and mount it starts is
 stopped and removed at the end. Timings on a shared machine are noisy: compare the ratios.
 """
 
@@ -404,6 +411,102 @@ def stack(base: Path, *, prefetch_on_open: int) -> Iterator[Stack]:
 
 
 # -------------------------------------------------------------------------------------------------
+# podman: a storage of its own, optionally with `socikit store` as its additional layer store
+
+PODMAN = "/usr/bin/podman"
+# What `podman run` needs on these machines (the VM's hard limits make runc fail otherwise).
+PODMAN_RUN_FLAGS = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", "--network", "none"]
+
+
+@dataclass
+class PodmanStack:
+    base: Path
+    store: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "CONTAINERS_STORAGE_CONF": str(self.base / "storage.conf"),
+                "CONTAINERS_CONF": str(self.base / "containers.conf")}
+
+    def podman(self, *args: str) -> list[str]:
+        return [PODMAN, "--runtime-flag", f"root={self.base / 'runc'}", *args]
+
+    def run(self, *args: str) -> None:
+        result = subprocess.run(self.podman(*args), capture_output=True, text=True, env=self.env, timeout=900)
+        if result.returncode:
+            raise SystemExit(f"podman {' '.join(args)}: {result.stderr.strip()[-2000:]}")
+
+    def span_bytes(self) -> int:
+        """What the store's status file says, once it has caught up (it is rewritten within 0.2 s
+        of a change)."""
+        path = self.base / "store-root" / "status.json"
+        previous = None
+        while True:
+            status = json.loads(path.read_text())
+            if status == previous:
+                return int(status["spans"]["bytes"])
+            previous = status
+            time.sleep(0.5)
+
+
+@contextlib.contextmanager
+def podman_stack(base: Path, *, lazy: bool) -> Iterator[PodmanStack]:
+    """A podman storage under `base` (its own storage.conf, containers.conf: runc, cgroupfs); with
+    `lazy`, `socikit store` serving at `base/store` and named as its additional layer store.
+    Everything is removed at the end."""
+    base.mkdir(parents=True)
+    (base / "tmp").mkdir()
+    conf = ["[storage]", 'driver = "overlay"', f'graphroot = "{base / "graph"}"', f'runroot = "{base / "run"}"']
+    if lazy:
+        conf += ["[storage.options]", f'additionallayerstores = ["{base / "store"}:ref"]']
+    (base / "storage.conf").write_text("\n".join(conf) + "\n")
+    (base / "containers.conf").write_text(
+        f'[engine]\ntmp_dir = "{base / "tmp"}"\nimage_copy_tmp_dir = "{base / "tmp"}"\nevents_logger = "file"\n'
+        'cgroup_manager = "cgroupfs"\nlock_type = "file"\nruntime = "runc"\n'
+        f'[network]\nnetwork_config_dir = "{base / "cni"}"\n')
+    started = PodmanStack(base)
+    store_log = None
+    try:
+        if lazy:
+            (base / "store.toml").touch()
+            store_log = open(base / "store.log", "wb")  # noqa: SIM115 - closed below
+            started.store = subprocess.Popen([*SOCIKIT, "store", "--root", str(base / "store-root"), "--mountpoint",
+                                              str(base / "store"), "--config", str(base / "store.toml"),
+                                              "--log-level", LOG_LEVEL], stdout=store_log, stderr=store_log,
+                                             env=ENV, cwd=REPO)
+            _wait(lambda: b'"serving"' in (base / "store.log").read_bytes(), "socikit store")
+        yield started
+    finally:
+        subprocess.run(started.podman("rm", "--all", "--force", "--time", "0"), capture_output=True,
+                       env=started.env, timeout=120)
+        if started.store is not None:
+            started.store.terminate()
+            try:
+                started.store.wait(30)
+            except subprocess.TimeoutExpired:
+                started.store.kill()
+                started.store.wait(10)
+        if store_log is not None:
+            store_log.close()
+        with open("/proc/self/mountinfo") as info:
+            points = [line.split()[4] for line in info if line.split()[4].startswith(str(base))]
+        for point in sorted(points, key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def podman_first_line(stack_: PodmanStack, ref: str) -> str:
+    proc = subprocess.Popen(stack_.podman("run", "--rm", *PODMAN_RUN_FLAGS, ref, *COMMAND), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=stack_.env)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    out, err = proc.communicate(timeout=600)
+    if proc.returncode or not line:
+        raise SystemExit(f"podman run failed: {err.strip()[-2000:]}")
+    return line.strip()
+
+
+# -------------------------------------------------------------------------------------------------
 # measurements
 
 
@@ -453,6 +556,36 @@ def run_lazy(base: Path, relay: ThrottlingRelay, ref: str, prefetch_on_open: int
         pulled = time.monotonic()
         assert first_line(s, "--snapshotter", "socikit", ref, f"l-{uuid.uuid4().hex[:8]}", *COMMAND) == "ready"
         return Result("lazy", time.monotonic() - start, relay.delivered, pulled - start, s.fetched_span_bytes())
+
+
+def run_podman(base: Path, relay: ThrottlingRelay, ref: str, *, lazy: bool) -> Result:
+    with podman_stack(base, lazy=lazy) as s:
+        relay.delivered = 0
+        start = time.monotonic()
+        s.run("pull", "--tls-verify=false", "--quiet", ref)
+        pulled = time.monotonic()
+        assert podman_first_line(s, ref) == "ready"
+        elapsed = time.monotonic() - start
+        return Result("podman lazy" if lazy else "podman normal", elapsed, relay.delivered, pulled - start,
+                      s.span_bytes() if lazy else 0)
+
+
+def _report(label: str, results: list[tuple[Result, Result]], compressed: int) -> None:
+    speedups = sorted(n.seconds / lazy.seconds for n, lazy in results)
+    shares = sorted(100 * lazy.relay_bytes / n.relay_bytes for n, lazy in results)
+    print(f"{label}time to first output: lazy is {speedups[len(speedups) // 2]:.2f}x faster (median; all: "
+          f"{', '.join(f'{x:.2f}' for x in speedups)})")
+    print(f"{label}bytes: lazy fetches {shares[len(shares) // 2]:.1f}% of what the normal pull fetches (median; all: "
+          f"{', '.join(f'{x:.1f}' for x in shares)}); "
+          f"{100 * results[0][1].relay_bytes / compressed:.1f}% of the compressed layers")
+
+
+def _round_line(n: int, label: str, normal: Result, lazy: Result) -> str:
+    share = 100 * lazy.relay_bytes / normal.relay_bytes
+    return (f"round {n + 1}: {label}normal {normal.seconds:.2f} s (pull {normal.pull_seconds:.2f} s) "
+            f"{normal.relay_bytes / 1e6:.1f} MB | lazy {lazy.seconds:.2f} s (pull {lazy.pull_seconds:.2f} s) "
+            f"{lazy.relay_bytes / 1e6:.1f} MB (spans {lazy.span_bytes / 1e6:.1f} MB) | "
+            f"{normal.seconds / lazy.seconds:.2f}x faster, {share:.1f}% of the bytes")
 
 
 def _drop_cache(paths: list[Path]) -> None:
@@ -534,7 +667,9 @@ def main() -> None:
     parser.add_argument("--no-throughput", action="store_true")
     parser.add_argument("--lazy-only", action="store_true", help="only the lazy pull (for tuning; no ratios)")
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it (logs, caches)")
-    parser.add_argument("--log-level", default="info", help="the snapshotter daemon's log level")
+    parser.add_argument("--log-level", default="info", help="the snapshotter's and the store's log level")
+    parser.add_argument("--no-podman", action="store_true", help="containerd only")
+    parser.add_argument("--podman-only", action="store_true", help="podman only (and no throughput)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (containerd, FUSE, mounts)")
@@ -554,6 +689,7 @@ def main() -> None:
             convert(bigfile, f"{host}/bench/bigfile:1", args.span_size, work / "socikit-root")
             ref = f"{relay.host}/bench/startup:1"
             results: list[tuple[Result, Result]] = []
+            podman_results: list[tuple[Result, Result]] = []
             for n in range(args.repeat):
                 order = ("normal", "lazy") if n % 2 == 0 else ("lazy", "normal")
                 if args.lazy_only:
@@ -561,30 +697,28 @@ def main() -> None:
                     print(f"round {n + 1}: lazy {lazy.seconds:.2f} s (pull {lazy.pull_seconds:.2f} s) "
                           f"{lazy.relay_bytes / 1e6:.1f} MB (spans {lazy.span_bytes / 1e6:.1f} MB)", flush=True)
                     continue
-                pair: dict[str, Result] = {}
-                for mode in order:
-                    base = work / f"{mode}-{n}"
-                    pair[mode] = run_normal(base, relay, ref) if mode == "normal" else \
-                        run_lazy(base, relay, ref, args.prefetch_on_open)
-                results.append((pair["normal"], pair["lazy"]))
-                normal, lazy = pair["normal"], pair["lazy"]
-                share = 100 * lazy.relay_bytes / normal.relay_bytes
-                print(f"round {n + 1}: normal {normal.seconds:.2f} s (pull {normal.pull_seconds:.2f} s) "
-                      f"{normal.relay_bytes / 1e6:.1f} MB | lazy {lazy.seconds:.2f} s (pull {lazy.pull_seconds:.2f} s) "
-                      f"{lazy.relay_bytes / 1e6:.1f} MB (spans {lazy.span_bytes / 1e6:.1f} MB) | "
-                      f"{normal.seconds / lazy.seconds:.2f}x faster, {share:.1f}% of the bytes", flush=True)
+                if not args.podman_only:
+                    pair: dict[str, Result] = {}
+                    for mode in order:
+                        base = work / f"{mode}-{n}"
+                        pair[mode] = run_normal(base, relay, ref) if mode == "normal" else \
+                            run_lazy(base, relay, ref, args.prefetch_on_open)
+                    results.append((pair["normal"], pair["lazy"]))
+                    print(_round_line(n, "", pair["normal"], pair["lazy"]), flush=True)
+                if not args.no_podman:
+                    pair = {mode: run_podman(work / f"podman-{mode}-{n}", relay, ref, lazy=mode == "lazy")
+                            for mode in order}
+                    podman_results.append((pair["normal"], pair["lazy"]))
+                    print(_round_line(n, "podman ", pair["normal"], pair["lazy"]), flush=True)
             if args.lazy_only:
                 return
             print(f"span size {args.span_size}, prefetch_on_open {args.prefetch_on_open}, compressed layers "
                   f"{compressed / 1e6:.1f} MB, {BANDWIDTH * 8 / 1e6:.0f} Mbit/s, {LATENCY * 1000:.0f} ms per request")
-            speedups = sorted(n.seconds / lazy.seconds for n, lazy in results)
-            shares = sorted(100 * lazy.relay_bytes / n.relay_bytes for n, lazy in results)
-            print(f"time to first output: lazy is {speedups[len(speedups) // 2]:.2f}x faster (median; all: "
-                  f"{', '.join(f'{x:.2f}' for x in speedups)})")
-            print(f"bytes: lazy fetches {shares[len(shares) // 2]:.1f}% of what the normal pull fetches (median; all: "
-                  f"{', '.join(f'{x:.1f}' for x in shares)}); "
-                  f"{100 * results[0][1].relay_bytes / compressed:.1f}% of the compressed layers")
-            if not args.no_throughput:
+            if results:
+                _report("containerd: ", results, compressed)
+            if podman_results:
+                _report("podman: ", podman_results, compressed)
+            if not args.no_throughput and not args.podman_only:
                 rates = throughput(work / "throughput", relay, f"{relay.host}/bench/bigfile:1", bigfile)
                 for name, values in rates.items():
                     print(f"read {BIG_FILE_MB} MB file, {name}: " + ", ".join(f"{v:.0f} MB/s" for v in values))

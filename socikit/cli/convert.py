@@ -71,6 +71,14 @@ PrefetchFilesJson = Annotated[
     Path | None,
     typer.Option("--prefetch-files-json", help="A JSON file holding an array of such paths.", dir_okay=False),
 ]
+TocAnnotations = Annotated[
+    bool,
+    typer.Option(
+        "--toc-annotations",
+        help="v2: also annotate each indexed layer with containerd.io/snapshot/stargz/toc.digest "
+        "(its ztoc digest), for podman >= 5.1 and CRI-O with socikit store.",
+    ),
+]
 Root = Annotated[
     Path | None,
     typer.Option(
@@ -112,6 +120,7 @@ def _options(
     force: bool = False,
     prefetch_files: list[str] | None = None,
     prefetch_files_json: Path | None = None,
+    toc_annotations: bool = False,
 ) -> ConvertOptions:
     """The flags shared by convert and create, checked and turned into pipeline options. Raises
     SocikitError for an unreadable or malformed --prefetch-files-json (call inside errors_to_exit)."""
@@ -152,6 +161,7 @@ def _options(
         optimizations=chosen,
         prefetch_paths=tuple(paths),
         force=force,
+        toc_annotations=toc_annotations,
     )
 
 
@@ -190,6 +200,7 @@ def convert_command(
     optimizations: Optimizations = None,
     prefetch_file: PrefetchFile = None,
     prefetch_files_json: PrefetchFilesJson = None,
+    toc_annotations: TocAnnotations = False,
     root: Root = None,
     plain_http: PlainHttp = False,
     tls_verify: TlsVerify = "true",
@@ -199,6 +210,8 @@ def convert_command(
     """Index an image's layers and write it with SOCI indexes (v2 by default, v1 with --v1)."""
     if v1 and v2:
         raise typer.BadParameter("--v1 and --v2 exclude each other")
+    if v1 and toc_annotations:
+        raise typer.BadParameter("--toc-annotations needs a v2 conversion (it rewrites the image's manifests)")
     from socikit.pipeline.cache import ZtocCache
     from socikit.pipeline.run import run_convert
     from socikit.settings import default_root
@@ -207,7 +220,7 @@ def convert_command(
         options = _options(
             "v1" if v1 else "v2", platform, all_platforms, span_size, min_layer_size, build_tool_id, jobs, progress,
             optimizations=optimizations, force=force, prefetch_files=prefetch_file,
-            prefetch_files_json=prefetch_files_json,
+            prefetch_files_json=prefetch_files_json, toc_annotations=toc_annotations,
         )
         reg = registry_options(plain_http, tls_verify, cert_dir, user)
         cache = None if no_cache else ZtocCache(root or default_root())

@@ -38,10 +38,10 @@ def store_command(
     ] = False,
 ) -> None:
     """Serve SOCI-indexed image layers to podman and CRI-O (containers/storage's additional layer
-    store) until SIGTERM or SIGINT.
+    store) over FUSE until SIGTERM or SIGINT.
 
-    See docs/podman.md for storage.conf. This build checks the options and prints the config;
-    serving layers needs socikit's lazy layer filesystem, which it does not have yet."""
+    Runs in the foreground and logs JSON lines on stderr; counters in ROOT/status.json. See
+    docs/podman.md for storage.conf."""
     from socikit.store.options import resolve_options
 
     with errors_to_exit():
@@ -53,7 +53,6 @@ def store_command(
 
             sys.stdout.write(dumps_config(options.config))
             return
-        from socikit.errors import SocikitError
+        from socikit.store.daemon import run_store
 
-        raise SocikitError("serving layers needs socikit's lazy layer filesystem, which this build does not "
-                           "have yet (the options are valid; --print-config shows the config)")
+        run_store(options)

@@ -7,6 +7,12 @@
   gives it. Docker Hub (`docker.io`) is `registry-1.docker.io`. A request an endpoint fails
   (unreachable, an error status, a blob it does not have) goes to the next one; the endpoint that
   answered last is asked first next time.
+* **Host settings** (optional, the podman store's `[resolver.host]` tables): a host given
+  `HostSettings` is spoken to exactly as they say (plain HTTP or HTTPS, certificate checks, a
+  certs.d-style directory of CAs and client certificates), loopback or not; a mirror takes its
+  TLS settings from its own host's entry and is plain HTTP when its entry says `insecure` or its
+  own settings say `plain_http`. `cert_dirs(host)` names a default TLS directory for hosts whose
+  settings give none.
 * **Credentials.** Per endpoint: what the daemon was handed for that image (socikit's
   Credentials side channel, kept in memory), else the Docker config of the daemon's user
   (`auths`, `credsStore`, `credHelpers`), looked up once per host. Never logged.
@@ -23,6 +29,7 @@ import hashlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from requests.adapters import HTTPAdapter
 
@@ -34,11 +41,12 @@ from socikit.registry.client import RegistryClient
 from socikit.registry.referrers import fetch_referrers
 from socikit.registry.transfer import RetryPolicy
 
-__all__ = ["CredentialLookup", "Endpoint", "Mirror", "RegistryHosts", "RemoteRepository", "Remotes"]
+__all__ = ["CredentialLookup", "Endpoint", "HostSettings", "Mirror", "RegistryHosts", "RemoteRepository", "Remotes"]
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_ENDPOINT = "registry-1.docker.io"
 _LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+T = TypeVar("T")
 
 CredentialLookup = Callable[[str, str], Credentials | None]
 """(image reference, registry host) -> credentials handed to the daemon for that image, or None."""
@@ -52,10 +60,21 @@ class Mirror:
 
 
 @dataclass(frozen=True)
+class HostSettings:
+    """How to reach one configured registry host (see the module doc)."""
+
+    plain_http: bool = False
+    tls_verify: bool = True
+    cert_dir: str = ""  # "" = `RegistryHosts.cert_dirs(host)`, if given
+
+
+@dataclass(frozen=True)
 class Endpoint:
     host: str
     plain_http: bool
     request_timeout: float = 0.0
+    tls_verify: bool = True
+    cert_dir: str = ""
 
 
 def is_loopback_host(host: str) -> bool:
@@ -66,14 +85,30 @@ def is_loopback_host(host: str) -> bool:
 class RegistryHosts:
     """The endpoints serving each registry host (see the module doc)."""
 
-    def __init__(self, mirrors: Mapping[str, Sequence[Mirror]] | None = None) -> None:
+    def __init__(self, mirrors: Mapping[str, Sequence[Mirror]] | None = None, *,
+                 settings: Mapping[str, HostSettings] | None = None,
+                 cert_dirs: Callable[[str], str] | None = None) -> None:
         self.mirrors = {host: tuple(found) for host, found in (mirrors or {}).items()}
+        self.settings = dict(settings or {})
+        self.cert_dirs = cert_dirs
+
+    def _cert_dir(self, host: str, given: str) -> str:
+        return given or (self.cert_dirs(host) if self.cert_dirs is not None else "")
 
     def endpoints(self, host: str) -> list[Endpoint]:
-        out = [Endpoint(m.host, m.insecure, m.request_timeout) for m in self.mirrors.get(host, ())]
+        out = []
+        for m in self.mirrors.get(host, ()):
+            own = self.settings.get(m.host, HostSettings())
+            out.append(Endpoint(m.host, m.insecure or own.plain_http, m.request_timeout, own.tls_verify,
+                                self._cert_dir(m.host, own.cert_dir)))
         origin = DOCKER_HUB_ENDPOINT if host == DOCKER_HUB else host
         if not any(e.host == origin for e in out):
-            out.append(Endpoint(origin, is_loopback_host(origin)))
+            given = self.settings.get(host)
+            if given is None:
+                out.append(Endpoint(origin, is_loopback_host(origin), cert_dir=self._cert_dir(origin, "")))
+            else:
+                out.append(Endpoint(origin, given.plain_http, tls_verify=given.tls_verify,
+                                    cert_dir=self._cert_dir(origin, given.cert_dir)))
         return out
 
 
@@ -90,7 +125,7 @@ class Remotes:
         self.pool_size = max(1, pool_size)
         self.docker_config = docker_config
         self._lock = threading.Lock()
-        self._clients: dict[tuple[str, bool, str, str], RegistryClient] = {}
+        self._clients: dict[tuple[str, bool, bool, str, str, str], RegistryClient] = {}
         self._docker_credentials: dict[str, Credentials | None] = {}
 
     def repository(self, image_ref: str) -> RemoteRepository:
@@ -118,7 +153,8 @@ class Remotes:
         secret = credentials.password or credentials.identity_token if credentials is not None else ""
         identity = "" if credentials is None else credentials.username + "\0" + \
             hashlib.sha256(secret.encode()).hexdigest()
-        key = (endpoint.host, endpoint.plain_http, identity, "spans" if spans else "metadata")
+        key = (endpoint.host, endpoint.plain_http, endpoint.tls_verify, endpoint.cert_dir, identity,
+               "spans" if spans else "metadata")
         with self._lock:
             client = self._clients.get(key)
             if client is not None:
@@ -128,10 +164,15 @@ class Remotes:
             policy = RetryPolicy(attempts=policy.attempts, initial_delay=policy.initial_delay,
                                  max_delay=policy.max_delay, deadline=policy.deadline,
                                  connect_timeout=policy.connect_timeout, read_timeout=endpoint.request_timeout)
-        client = RegistryClient(endpoint.host, plain_http=endpoint.plain_http, credentials=credentials,
-                                retry=policy)
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.pool_size)
-        client.session.mount(client.base_url + "/", adapter)
+        client = RegistryClient(endpoint.host, plain_http=endpoint.plain_http, tls_verify=endpoint.tls_verify,
+                                cert_dir=endpoint.cert_dir or None, credentials=credentials, retry=policy)
+        if endpoint.cert_dir and not endpoint.plain_http:
+            # the client mounted an adapter with the directory's TLS context: resize its pool
+            own = client.session.get_adapter(client.base_url + "/")
+            own.init_poolmanager(2, self.pool_size)  # type: ignore[attr-defined]
+        else:
+            adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.pool_size)
+            client.session.mount(client.base_url + "/", adapter)
         with self._lock:
             existing = self._clients.setdefault(key, client)
         if existing is not client:
@@ -165,7 +206,12 @@ class RemoteRepository:
         return [(e, self.remotes.client(e, self.remotes.credentials(self.image_ref, self.host, e.host), spans=spans))
                 for e in order]
 
-    def _first(self, spans: bool, call: Callable[[RegistryClient], bytes]) -> bytes:
+    @property
+    def endpoint(self) -> Endpoint:
+        """The endpoint asked first (the one that answered last)."""
+        return self._endpoints[self._preferred]
+
+    def _first(self, spans: bool, call: Callable[[RegistryClient], T]) -> T:
         failure: RegistryError | None = None
         for endpoint, client in self._each(spans):
             try:
@@ -177,6 +223,10 @@ class RemoteRepository:
             return result
         assert failure is not None
         raise failure
+
+    def get_manifest(self, reference: str) -> tuple[bytes, Descriptor]:
+        """The manifest (or image index) a tag or digest names, and its descriptor."""
+        return self._first(False, lambda c: c.get_manifest(self.name, reference))
 
     def read_manifest(self, digest: str) -> bytes:
         """A manifest (or SOCI index) by digest, digest verified."""

@@ -40,6 +40,9 @@ ANNOTATION_DISABLE_XATTRS = "com.amazon.soci.disable-xattrs"
 ANNOTATION_IMAGE_MANIFEST_DIGEST = "com.amazon.soci.image-manifest-digest"
 ANNOTATION_INDEX_DIGEST = "com.amazon.soci.index-digest"
 ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
+# On a layer descriptor: the layer's TOC digest, by which podman >= 5.1 and CRI-O >= 1.31 ask an
+# additional layer store for it (for SOCI: the layer's ztoc digest; `convert --toc-annotations`).
+ANNOTATION_TOC_DIGEST = "containerd.io/snapshot/stargz/toc.digest"
 
 # The 2-byte `{}` blob every SOCI index uses as its config.
 EMPTY_JSON_BLOB = b"{}"

@@ -49,6 +49,7 @@ class ConvertOptions:
     optimizations: tuple[str, ...] = ()  # "xattr": mark layers without xattrs (disable-xattrs)
     prefetch_paths: tuple[str, ...] = ()  # files to write prefetch artifacts for
     force: bool = False  # rebuild every ztoc even when the cache has it (and store the new one)
+    toc_annotations: bool = False  # v2: annotate indexed layers with their ztoc digest (podman >= 5.1, CRI-O)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +213,8 @@ def convert_image(
     `copy_image=False` (v1 only, `socikit create`) only the SOCI artifacts are written."""
     if not copy_image and options.index_version != "v1":
         raise ValueError("copy_image=False is only meaningful for v1 indexes")
+    if options.toc_annotations and options.index_version != "v2":
+        raise ValueError("TOC-digest annotations are written by a v2 conversion only")
     started = time.monotonic()
     emit = on_event or (lambda event: None)
     if options.force and cache is not None:
@@ -254,6 +257,7 @@ def convert_image(
     soci_blobs: dict[str, bytes] = {}
     platform_results: list[PlatformResult] = []
     v2_indexes: list[tuple[Descriptor, Platform, Descriptor]] = []  # (manifest, platform, soci index)
+    toc_digests: dict[str, dict[str, str]] = {}  # manifest -> layer -> ztoc digest (--toc-annotations)
     for desc, manifest, platform in image.selected:
         layer_outcomes = tuple(outcomes[layer.digest] for layer in manifest.layer_list)
         ztoc_descs = []
@@ -280,6 +284,9 @@ def convert_image(
             )
             soci_blobs[soci_desc.digest] = data
             v2_indexes.append((desc, platform, soci_desc))
+            if options.toc_annotations:
+                toc_digests[desc.digest] = {d.annotations[mt.ANNOTATION_IMAGE_LAYER_DIGEST]: d.digest
+                                            for d in ztoc_descs if d.media_type == mt.MEDIA_TYPE_ZTOC}
         platform_results.append(PlatformResult(platform, desc, soci_desc, layer_outcomes,
                                                prefetches=tuple(d for d, _ in prefetches), prefetch_skipped=skipped))
     if not soci_blobs:
@@ -292,6 +299,7 @@ def convert_image(
             root_platform=image.root_platform,
             manifests=image.manifests,
             soci_indexes=v2_indexes,
+            toc_digests=toc_digests,
         )
     if validate:
         # Everything is checked before the first byte is written.

@@ -9,15 +9,14 @@ error naming it. socikit's own additions: `[cache]`, `[lazy]` and `metrics_allow
 
 from __future__ import annotations
 
-import dataclasses
 import tomllib
 import types
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from socikit import tomlconfig
 from socikit.errors import ConfigError
 
 DEFAULT_ADDRESS = Path("/run/socikit/snapshotter.sock")
@@ -25,9 +24,7 @@ DEFAULT_ROOT = Path("/var/lib/socikit/snapshotter")
 DEFAULT_CONFIG = Path("/etc/socikit/snapshotter.toml")
 
 
-def _toml(name: str) -> dict[str, str]:
-    """Field metadata: the key's spelling in the file when it differs from the field name."""
-    return {"toml": name}
+_toml = tomlconfig.toml_key  # field metadata: the key's spelling in the file when it differs from the field name
 
 
 @dataclass(frozen=True)
@@ -202,8 +199,6 @@ REFERENCE_ONLY_KEYS: dict[str, object] = {
 }
 _REFERENCE_ONLY_TABLES = {key.rsplit(".", 1)[0] for key in REFERENCE_ONLY_KEYS if "." in key}
 
-_TYPE_NAMES = {bool: "a boolean", int: "an integer", str: "a string", float: "a number"}
-
 
 @dataclass(frozen=True)
 class LoadedConfig:
@@ -233,7 +228,7 @@ def parse_config(text: str, *, source: str = "config") -> LoadedConfig:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     ignored: list[str] = []
     try:
-        config = _build(SnapshotterConfig, document, "", ignored)
+        config = tomlconfig.from_table(SnapshotterConfig, document, unknown=_unknown(ignored))
         _validate(config)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
@@ -256,89 +251,33 @@ def _validate(config: SnapshotterConfig) -> None:
                 raise ConfigError(f"resolver.host.{name!r}.mirrors: every mirror needs a host")
 
 
-def _dotted(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+def _unknown(ignored: list[str]) -> tomlconfig.UnknownKey:
+    """The hook for keys SnapshotterConfig has no field for: the reference's keys (and tables of
+    them) are checked and listed in `ignored`; anything else is an error naming it."""
 
+    def take(dotted: str, value: Any) -> None:
+        if dotted in _REFERENCE_ONLY_TABLES and isinstance(value, dict):
+            for key, inner in value.items():
+                take(f"{dotted}.{key}", inner)
+            return
+        if dotted not in REFERENCE_ONLY_KEYS:
+            raise ConfigError(f"unknown key {dotted!r}")
+        default = REFERENCE_ONLY_KEYS[dotted]
+        if default is None:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{dotted!r} must be a table")
+        else:
+            tomlconfig.check_scalar(type(default), value, dotted)
+        ignored.append(dotted)
 
-def _build(cls: type[Any], table: Mapping[str, Any], path: str, ignored: list[str]) -> Any:
-    hints = typing.get_type_hints(cls)
-    by_key = {f.metadata.get("toml", f.name): f for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in table.items():
-        dotted = _dotted(path, key)
-        spec = by_key.get(key)
-        if spec is None:
-            _reference_only(dotted, value, ignored)
-            continue
-        kwargs[spec.name] = _convert(hints[spec.name], value, dotted, ignored)
-    return cls(**kwargs)
-
-
-def _reference_only(dotted: str, value: Any, ignored: list[str]) -> None:
-    if dotted in _REFERENCE_ONLY_TABLES and isinstance(value, dict):
-        for key, inner in value.items():
-            _reference_only(f"{dotted}.{key}", inner, ignored)
-        return
-    if dotted not in REFERENCE_ONLY_KEYS:
-        raise ConfigError(f"unknown key {dotted!r}")
-    default = REFERENCE_ONLY_KEYS[dotted]
-    if default is None:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{dotted!r} must be a table")
-    else:
-        _check_scalar(type(default), value, dotted)
-    ignored.append(dotted)
-
-
-def _check_scalar(kind: type[Any], value: Any, dotted: str) -> Any:
-    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not ok:
-        raise ConfigError(f"{dotted!r} must be {_TYPE_NAMES.get(kind, kind.__name__)}, not {value!r}")
-    return value
-
-
-def _convert(hint: Any, value: Any, dotted: str, ignored: list[str]) -> Any:
-    origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{dotted!r} must be a table")
-        return _build(typing.cast(type[Any], hint), value, dotted, ignored)
-    if origin is tuple:
-        (item,) = [a for a in typing.get_args(hint) if a is not Ellipsis]
-        if not isinstance(value, list):
-            raise ConfigError(f"{dotted!r} must be an array")
-        return tuple(_convert(item, v, f"{dotted}[{i}]", ignored) for i, v in enumerate(value))
-    if origin is Mapping:
-        _, item = typing.get_args(hint)
-        if not isinstance(value, dict):
-            raise ConfigError(f"{dotted!r} must be a table")
-        return types.MappingProxyType({k: _convert(item, v, _dotted(dotted, f'"{k}"' if "." in k else k), ignored)
-                                       for k, v in value.items()})
-    return _check_scalar(hint, value, dotted)
+    return take
 
 
 def config_to_document(config: Any) -> dict[str, Any]:
     """The config as TOML-ready nested dicts, with the file's key spellings (CamelCase in [http])."""
-    out: dict[str, Any] = {}
-    for spec in dataclasses.fields(config):
-        out[spec.metadata.get("toml", spec.name)] = _plain(getattr(config, spec.name))
-    return out
-
-
-def _plain(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return config_to_document(value)
-    if isinstance(value, tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
+    return tomlconfig.to_document(config)
 
 
 def dumps_config(config: SnapshotterConfig) -> str:
     """The config as a TOML file that `parse_config` reads back to an equal config."""
-    from socikit.snapshotter.tomlwrite import dumps
-
-    return dumps(config_to_document(config))
+    return tomlconfig.dumps(config_to_document(config))

@@ -14,6 +14,10 @@ Steps, as the reference takes them:
 3. Each SOCI index gets an entry (artifactType, build platform, `image-manifest-digest`) that
    replaces an existing SOCI v2 entry of the same platform or is appended.
 
+socikit's addition, off unless asked (`toc_digests`): in step 2 each indexed layer descriptor of
+an indexed manifest also gets `containerd.io/snapshot/stargz/toc.digest` = its ztoc's digest,
+which podman >= 5.1 and CRI-O >= 1.31 need before they ask an additional layer store for a layer.
+
 Two deliberate departures from the reference, both on inputs it mishandles: nested indexes are
 left alone (the reference would swap one for its first child manifest), and existing SOCI v2
 entries are not rewritten as image manifests (the reference retypes their config, which breaks
@@ -60,17 +64,27 @@ class ConvertedImage:
         return {desc.digest: data for desc, data in self.manifests}
 
 
-def rewrite_manifest(data: bytes, soci_index_digest: str | None) -> bytes:
+def rewrite_manifest(data: bytes, soci_index_digest: str | None,
+                     toc_digests: Mapping[str, str] | None = None) -> bytes:
     """An image manifest as the converter re-writes it: OCI manifest and OCI config media types
-    (layer media types unchanged), plus the `index-digest` annotation when given; Go bytes."""
+    (layer media types unchanged), plus the `index-digest` annotation when given; Go bytes.
+    `toc_digests` (layer digest -> ztoc digest): those layers also get the TOC-digest annotation."""
     manifest = ImageManifest.from_json(data)
     annotations = dict(manifest.annotations)
     if soci_index_digest is not None:
         annotations[mt.ANNOTATION_INDEX_DIGEST] = soci_index_digest
+    changes: dict[str, object] = {}
+    if toc_digests:
+        changes["layers"] = tuple(
+            layer.with_changes(annotations={**layer.annotations, mt.ANNOTATION_TOC_DIGEST: toc_digests[layer.digest]})
+            if layer.digest in toc_digests else layer
+            for layer in manifest.layer_list
+        )
     return manifest.with_changes(
         media_type=mt.MEDIA_TYPE_OCI_MANIFEST,
         config=manifest.config.with_changes(media_type=mt.MEDIA_TYPE_OCI_CONFIG),
         annotations=annotations,
+        **changes,
     ).dumps()
 
 
@@ -105,6 +119,7 @@ def convert_to_v2(
     root_platform: Platform | None,
     manifests: Mapping[str, bytes],
     soci_indexes: Sequence[BuiltSociIndex | tuple[Descriptor, Platform, Descriptor]],
+    toc_digests: Mapping[str, Mapping[str, str]] | None = None,
 ) -> ConvertedImage:
     """Bundle an image and its SOCI v2 indexes into one OCI image index.
 
@@ -113,7 +128,9 @@ def convert_to_v2(
     (`ImageConfig.platform()`); ignored for indexes. `manifests`: every manifest of the image that
     is available, by digest (for a single-manifest image, the root itself). `soci_indexes`: the
     built SOCI v2 indexes in build order, as BuiltSociIndex or (source manifest descriptor, build
-    platform, SOCI index descriptor) tuples. Raises ImageError / FormatError."""
+    platform, SOCI index descriptor) tuples. `toc_digests`: source manifest digest -> (layer digest
+    -> ztoc digest) of the layers to annotate with their TOC digest (`convert --toc-annotations`).
+    Raises ImageError / FormatError."""
     built = [_as_built(item) for item in soci_indexes]
     index = _start_index(root, root_bytes, root_platform)
     entries = list(index.entries)
@@ -137,7 +154,8 @@ def convert_to_v2(
                 )
             continue  # e.g. a platform that was never pulled: left as it is
         validate_media_type(data, entry.media_type)
-        new_data = rewrite_manifest(data, built[soci].descriptor.digest if soci is not None else None)
+        new_data = rewrite_manifest(data, built[soci].descriptor.digest if soci is not None else None,
+                                    (toc_digests or {}).get(entry.digest) if soci is not None else None)
         new_entry = entry.with_changes(
             media_type=mt.MEDIA_TYPE_OCI_MANIFEST,
             digest=sha256_digest(new_data),

@@ -1,9 +1,10 @@
 """The store's configuration (`/etc/socikit/store.toml`): typed frozen dataclasses read from TOML.
 
 Tables shared in meaning with socikit's snapshotter and the reference soci-snapshotter keep their
-keys and defaults (`[pull_modes.*]`, `[resolver.host."<host>"] mirrors`, `[fuse]`), so one
-registry setup reads the same in both files. socikit's own keys: `[resolver] docker_config`, and
-per host `plain_http`, `tls_verify`, `cert_dir`; `[cache]`.
+keys and defaults (`max_concurrency`, `[pull_modes.*]`, `[resolver.host."<host>"] mirrors`,
+`[blob]`, `[fuse]`, `[background_fetch]`, `[cache]`), so one registry setup reads the same in both
+files. The store's own keys: `[resolver] docker_config` and `lookup_timeout_sec`, and per host
+`plain_http`, `tls_verify`, `cert_dir`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,13 @@ import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from socikit import tomlconfig
 from socikit.errors import ConfigError
-from socikit.store import tomlconfig
+
+if TYPE_CHECKING:
+    from socikit.lazy.remote import RegistryHosts
 
 DEFAULT_MOUNTPOINT = Path("/var/lib/socikit/store")
 DEFAULT_ROOT = Path("/var/lib/socikit/store-root")
@@ -63,6 +68,9 @@ class ResolverConfig:
     else `~/.docker/config.json`."""
 
     docker_config: str = ""
+    # All attempts of the registry requests one lookup makes (manifests, config, SOCI index,
+    # ztocs): podman waits for the answer, so a registry that is down must not hold it long.
+    lookup_timeout_sec: int = 10
     host: Mapping[str, ResolverHostConfig] = field(default_factory=_no_hosts)
 
 
@@ -78,6 +86,29 @@ class PullModesConfig:
 
     soci_v1: PullModeConfig = PullModeConfig(enable=False)
     soci_v2: PullModeConfig = PullModeConfig(enable=True)
+
+
+@dataclass(frozen=True)
+class BlobConfig:
+    """`[blob]`: fetching a served layer's bytes (spans for `diff`, ranges for `blob`)."""
+
+    fetching_timeout_sec: int = 300  # longest a read waits (then EIO); all attempts of one fetch
+    max_retries: int = 8
+    min_wait_msec: int = 30
+    max_wait_msec: int = 300000
+    max_span_verification_retries: int = 0
+
+
+@dataclass(frozen=True)
+class BackgroundFetchConfig:
+    """`[background_fetch]`: filling a served layer's remaining spans after a quiet period."""
+
+    disable: bool = False
+    silence_period_msec: int = 30000
+    fetch_period_msec: int = 500
+    max_queue_size: int = 300
+    drop_policy: str = "newest"
+    emit_metric_period_sec: int = 10
 
 
 @dataclass(frozen=True)
@@ -99,9 +130,12 @@ class CacheConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     debug: bool = False
+    max_concurrency: int = 100  # span and blob fetches at once over all layers (negative: no bound)
     pull_modes: PullModesConfig = PullModesConfig()
     resolver: ResolverConfig = ResolverConfig()
+    blob: BlobConfig = BlobConfig()
     fuse: FuseConfig = FuseConfig()
+    background_fetch: BackgroundFetchConfig = BackgroundFetchConfig()
     cache: CacheConfig = CacheConfig()
 
 
@@ -157,6 +191,15 @@ def _validate(config: StoreConfig) -> None:
             raise ConfigError(f"fuse.{name} must not be negative")
     if config.cache.max_bytes < 0:
         raise ConfigError("cache.max_bytes must not be negative")
+    if config.resolver.lookup_timeout_sec <= 0:
+        raise ConfigError("resolver.lookup_timeout_sec must be positive")
+    for name in ("fetching_timeout_sec", "max_retries", "min_wait_msec", "max_wait_msec",
+                 "max_span_verification_retries"):
+        if getattr(config.blob, name) < 0:
+            raise ConfigError(f"blob.{name} must not be negative")
+    if config.background_fetch.drop_policy not in ("newest", "oldest"):
+        raise ConfigError(f"background_fetch.drop_policy must be \"newest\" or \"oldest\", "
+                          f"not {config.background_fetch.drop_policy!r}")
 
 
 def dumps_config(config: StoreConfig) -> str:
@@ -166,41 +209,30 @@ def dumps_config(config: StoreConfig) -> str:
 
 # --- where to fetch an image's content ---------------------------------------------------------
 
-DOCKER_HUB = "docker.io"
-DOCKER_HUB_API = "registry-1.docker.io"
+CERTS_D = (Path("/etc/containers/certs.d"), Path("/etc/docker/certs.d"))
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One place to fetch a registry's content from: `host` to connect to, `registry` whose
-    credentials to use (the same host, or `docker.io` for Docker Hub's API host)."""
-
-    host: str
-    registry: str
-    plain_http: bool = False
-    tls_verify: bool = True
-    cert_dir: str = ""  # "" = the default certs.d directory of `host`, if any
-    request_timeout_sec: int = 0  # 0 = the client's default
+def default_cert_dir(host: str) -> str:
+    """podman's (then Docker's) certs.d directory for `host`, when it exists."""
+    for base in CERTS_D:
+        if (base / host).is_dir():
+            return str(base / host)
+    return ""
 
 
-def registry_endpoints(config: StoreConfig, registry: str) -> tuple[Endpoint, ...]:
-    """Where to fetch `registry`'s content, in order: its mirrors, then the registry itself
-    (once: a mirror naming the registry stands for it). A mirror is reached over plain HTTP when
-    its entry says `insecure` or its own `[resolver.host]` table says `plain_http`, and takes its
-    TLS settings from that table."""
-    hosts = config.resolver.host
-    settings = hosts.get(registry, ResolverHostConfig())
-    endpoints = []
-    for mirror in settings.mirrors:
-        own = hosts.get(mirror.host, ResolverHostConfig())
-        endpoints.append(Endpoint(host=mirror.host, registry=mirror.host, plain_http=mirror.insecure or own.plain_http,
-                                  tls_verify=own.tls_verify, cert_dir=own.cert_dir,
-                                  request_timeout_sec=mirror.request_timeout_sec))
-    if not any(e.host == registry for e in endpoints):
-        endpoints.append(Endpoint(host=DOCKER_HUB_API if registry == DOCKER_HUB else registry, registry=registry,
-                                  plain_http=settings.plain_http, tls_verify=settings.tls_verify,
-                                  cert_dir=settings.cert_dir))
-    return tuple(endpoints)
+def registry_hosts(config: StoreConfig) -> RegistryHosts:
+    """The endpoints of each registry as `[resolver.host]` says (socikit.lazy.remote): its mirrors
+    first, then the registry itself; a host with a table of its own is reached exactly as the
+    table says (a loopback host without one gets plain HTTP, as containerd's resolver gives it);
+    TLS files from the table's `cert_dir`, else the host's certs.d directory."""
+    from socikit.lazy.remote import HostSettings, Mirror, RegistryHosts
+
+    return RegistryHosts(
+        {name: [Mirror(m.host, m.insecure, float(m.request_timeout_sec)) for m in host.mirrors]
+         for name, host in config.resolver.host.items()},
+        settings={name: HostSettings(host.plain_http, host.tls_verify, host.cert_dir)
+                  for name, host in config.resolver.host.items()},
+        cert_dirs=default_cert_dir)
 
 
 __all__ = [
@@ -208,8 +240,9 @@ __all__ = [
     "DEFAULT_MOUNTPOINT",
     "DEFAULT_ROOT",
     "LOG_LEVELS",
+    "BackgroundFetchConfig",
+    "BlobConfig",
     "CacheConfig",
-    "Endpoint",
     "FuseConfig",
     "MirrorConfig",
     "PullModeConfig",
@@ -217,9 +250,10 @@ __all__ = [
     "ResolverConfig",
     "ResolverHostConfig",
     "StoreConfig",
+    "default_cert_dir",
     "dumps_config",
     "is_registry_host",
     "load_config",
     "parse_config",
-    "registry_endpoints",
+    "registry_hosts",
 ]

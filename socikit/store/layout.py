@@ -58,8 +58,8 @@ BLOB = "blob"
 USE = "use"
 LAYER_FILES = (DIFF, INFO, BLOB)
 
-# The manifest annotation podman >= 5.1 and CRI-O key the lookup by.
-ANNOTATION_TOC_DIGEST = "containerd.io/snapshot/stargz/toc.digest"
+# The layer annotation podman >= 5.1 and CRI-O key the lookup by.
+ANNOTATION_TOC_DIGEST = mt.ANNOTATION_TOC_DIGEST
 
 # containers/storage's compression codes (pkg/archive): 0 none, 1 bzip2, 2 gzip, 3 xz, 4 zstd.
 COMPRESSION_NONE = 0

@@ -4,14 +4,22 @@ containers/storage requires the store directory to exist when podman starts (it 
 `additionallayerstores`), and reads it through the mount: so the mountpoint is an absolute
 directory, empty and not mounted yet when the store starts, and the root (span cache, state) must
 not lie inside it, where the mount would hide it. The mountpoint may lie inside the root.
+
+A store that died leaves its FUSE mount behind, dead (every access fails with ENOTCONN): the next
+start detaches it (`detach_dead_mount`) and mounts afresh. A live mount (another store) is refused.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import errno
 import os
 from pathlib import Path
 
 from socikit.errors import ConfigError
+
+MNT_DETACH = 2
 
 
 def _inside(path: Path, directory: Path) -> bool:
@@ -31,6 +39,8 @@ def check_mountpoint(mountpoint: Path, *, must_exist: bool) -> None:
     """ConfigError unless `mountpoint` can take the store's mount: an empty directory that is not
     a mount point already (another store still mounted there), or, without `must_exist`,
     a path that does not exist yet (it is created when the store starts)."""
+    if is_dead_mount(mountpoint):
+        return  # a store that died left it: detached when the store starts
     try:
         if not mountpoint.exists():
             if must_exist:
@@ -57,4 +67,39 @@ def prepare_mountpoint(mountpoint: Path) -> None:
     check_mountpoint(mountpoint, must_exist=True)
 
 
-__all__ = ["check_mountpoint", "check_paths", "prepare_mountpoint"]
+def is_dead_mount(path: Path) -> bool:
+    """True when `path` is a FUSE mount whose server is gone."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+    return False
+
+
+def detach_dead_mount(path: Path) -> bool:
+    """Detach the dead mount at `path` (see the module doc); False when there is none."""
+    if not is_dead_mount(path):
+        return False
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    if libc.umount2(os.fsencode(path), MNT_DETACH) != 0:
+        code = ctypes.get_errno()
+        raise ConfigError(f"cannot detach the dead mount at {path} an earlier store left: {os.strerror(code)}")
+    return True
+
+
+def fuse_unavailable() -> str | None:
+    """Why this process cannot serve a FUSE file system (None when it can)."""
+    try:
+        fd = os.open("/dev/fuse", os.O_RDWR)
+    except OSError as exc:
+        return f"/dev/fuse: {exc.strerror}"
+    os.close(fd)
+    try:
+        import pyfuse3  # noqa: F401
+    except ImportError as exc:
+        return f"pyfuse3 cannot be loaded: {exc}"
+    return None
+
+
+__all__ = ["check_mountpoint", "check_paths", "detach_dead_mount", "fuse_unavailable", "is_dead_mount",
+           "prepare_mountpoint"]

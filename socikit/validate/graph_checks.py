@@ -5,7 +5,9 @@ bytes, media types and entry annotations), then each SOCI v2 index as the manife
 index's entries lead to it (`v2-links`, then the index and its ztocs), then each SOCI v1 index as
 it was found (`v1-discoverable`, `v1-subject`, then the index and its ztocs). Each SOCI index is
 checked once, each ztoc decoded once; every (ztoc, layer) pair whose ztoc names a layer of its
-manifest becomes a job for the deep scan.
+manifest becomes a job for the deep scan. Last, for manifests whose layers carry TOC-digest
+annotations (`convert --toc-annotations`, for podman >= 5.1 and CRI-O), `toc-digest`: each names
+the ztoc a SOCI index found for that manifest has for the layer.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from socikit.validate.report import (
     ANNOTATIONS,
     MEDIA_TYPES,
     SCHEMA,
+    TOC_DIGEST,
     V1_DISCOVERABLE,
     V1_SUBJECT,
     V2_LINKS,
@@ -105,6 +108,7 @@ def check_graph(graph: ImageGraph) -> Findings:
         checker.manifest_schemas()
     checker.v2_indexes()
     checker.v1_indexes()
+    checker.toc_digests()
     return checker.findings
 
 
@@ -391,6 +395,45 @@ class _Checker:
             )
         )
         return PlatformImage(target, subject_doc, None, manifest)
+
+    # -- TOC-digest annotations ----------------------------------------------------------------
+
+    def toc_digests(self) -> None:
+        """Each manifest with TOC-digest annotations on its layers: every one names the ztoc that a
+        SOCI index of that manifest (v2 or v1, as found above) lists for the layer."""
+        ztocs_of: dict[str, dict[str, set[str]]] = {}  # manifest digest -> layer digest -> ztoc digests
+        for checked in (*self.findings.v2, *self.findings.v1):
+            if checked.image is None:
+                continue
+            layers = ztocs_of.setdefault(checked.image.entry.digest, {})
+            for desc, _ in checked.ztocs:
+                layer = desc.annotations.get(mt.ANNOTATION_IMAGE_LAYER_DIGEST)
+                if layer:
+                    layers.setdefault(layer, set()).add(desc.digest)
+        for image in self.graph.images:
+            if image.manifest is None:
+                continue
+            annotated = [(layer.digest, layer.annotations[mt.ANNOTATION_TOC_DIGEST])
+                         for layer in image.manifest.layer_list if mt.ANNOTATION_TOC_DIGEST in layer.annotations]
+            if not annotated:
+                continue
+            indexed = ztocs_of.get(image.entry.digest)
+            problems = []
+            for layer, toc in annotated:
+                wanted = (indexed or {}).get(layer, set())
+                if toc in wanted:
+                    continue
+                if indexed is None:
+                    problems.append(f"layer {short(layer)}: toc.digest {short(toc)}, but no SOCI index of the "
+                                    "manifest was found")
+                elif not wanted:
+                    problems.append(f"layer {short(layer)}: toc.digest {short(toc)}, but the SOCI index has no "
+                                    "ztoc for the layer")
+                else:
+                    problems.append(f"layer {short(layer)}: toc.digest {short(toc)} is not its ztoc "
+                                    f"{', '.join(short(d) for d in sorted(wanted))}")
+            reason = "; ".join(problems) or f"{len(annotated)} layers' toc.digest name their ztocs"
+            self.add(CheckResult(TOC_DIGEST, not problems, reason, subject("manifest", image.entry)))
 
     # -- one SOCI index -------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ SPAN_DIGESTS = "span-digests"
 TOC_HEADERS = "toc-headers"
 FILE_CONTENTS = "file-contents"
 PREFETCH = "prefetch"  # only for SOCI indexes that list prefetch artifacts (socikit.validate.prefetch)
+TOC_DIGEST = "toc-digest"  # only for manifests whose layers carry TOC-digest annotations
 
 CHECK_NAMES = (
     SCHEMA,
@@ -42,6 +43,7 @@ CHECK_NAMES = (
     TOC_HEADERS,
     FILE_CONTENTS,
     PREFETCH,
+    TOC_DIGEST,
 )
 
 CHECK_DESCRIPTIONS = {
@@ -61,6 +63,7 @@ CHECK_DESCRIPTIONS = {
     TOC_HEADERS: "every TOC entry agrees with the tar header bytes before its data",
     FILE_CONTENTS: "file data read through spans equals the sequentially decompressed tar",
     PREFETCH: "a prefetch artifact names a layer its SOCI index has a ztoc for, and its spans lie in that ztoc",
+    TOC_DIGEST: "a layer's containerd.io/snapshot/stargz/toc.digest names the ztoc its SOCI index has for it",
 }
 
 

@@ -9,11 +9,14 @@ SOCI image for both in a loopback registry.
   cache in /var/lib/containers/cache is, which skopeo shares. `podman_storages` makes storages
   and, at teardown, removes every container (killing by pid any process still running from the
   storage), unmounts whatever is still mounted below it and deletes it.
+* `FuseLayerStore`: `socikit store` itself, a process serving the store over FUSE (its span
+  cache, artifacts and status file under a tmp dir; background fetch off, so the bytes it fetches
+  are the bytes podman's reads needed). The protocol tests take it from the `layer_store` fixture
+  and read what they expect of it from its attributes.
 * `StaticLayerStore`: the additional layer store as plain directories the test fills before
-  podman looks (a layer's `diff` unpacked, its `info` from `socikit.store`, its `blob`), standing
-  in for `socikit store` until it serves over FUSE. The protocol tests take the store from the
-  `layer_store` fixture and read what they expect of it from its attributes, so the same tests
-  run against the FUSE store by swapping that fixture.
+  podman looks (a layer's `diff` unpacked, its `info` from `socikit.store`, its `blob`): the tests
+  that change what podman finds in a store (a broken `info`, a missing `blob`) use it
+  (`static_layer_store`).
 * `trace_store_calls`: what podman did in the store, from `strace -ff` of a podman command:
   every stat, open, use, unlink and rmdir below the store, with the result the kernel returned.
 """
@@ -34,9 +37,12 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 import tarfile
+import tempfile
 import termios
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -53,6 +59,7 @@ from socikit.store.resolve import Resolver
 from tests import images
 from tests.integration.registry_fixtures import RegistryServer
 from tests.snapshotter.local_layers import unpack_layer
+from tests.vectors import REPO_ROOT
 
 PODMAN = "/usr/bin/podman"
 STRACE = "/usr/bin/strace"
@@ -332,13 +339,137 @@ def static_layer_store(tmp_path: Path) -> StaticLayerStore:
     return store
 
 
+STORE_START_TIMEOUT_S = 60
+# No background fetch: what the store fetches is what podman's reads needed.
+STORE_CONFIG = "[background_fetch]\ndisable = true\n"
+
+
+@dataclass
+class FuseLayerStore:
+    """`socikit store` as a process of its own: mounted at `root` (what storage.conf names), its
+    state under `state`, its JSON log in `log_path`. A use is answered ENOENT, so is a release."""
+
+    base: Path
+    config_text: str = STORE_CONFIG
+    use_result: str = "ENOENT"
+    release_result: str = "ENOENT"
+    kind: str = "fuse"
+    proc: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def root(self) -> Path:
+        return self.base / "mnt"
+
+    @property
+    def state(self) -> Path:
+        return self.base / "state"
+
+    @property
+    def log_path(self) -> Path:
+        return self.base / "store.log"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "socikit", "store", "--root", str(self.state), "--mountpoint", str(self.root),
+                "--config", str(self.base / "store.toml"), "--log-level", "debug"]
+
+    def start(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        (self.base / "store.toml").write_text(self.config_text)
+        path = os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+        self.starts += 1
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         env={**os.environ, "PYTHONPATH": path})
+        deadline = time.monotonic() + STORE_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"socikit store exited with {self.proc.returncode}: {self.log_tail()}")
+            if sum(1 for e in self.log_entries() if e.get("msg") == "serving") >= self.starts:
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"socikit store did not start within {STORE_START_TIMEOUT_S} s: {self.log_tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        if self.proc is None:
+            return None
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=30)
+        return proc.returncode
+
+    def cleanup(self) -> None:
+        self.stop()
+        if self.root.exists() and _is_mounted(self.root):
+            subprocess.run(["umount", "-l", str(self.root)], capture_output=True)
+
+    def log_entries(self) -> list[dict[str, Any]]:
+        entries = []
+        with contextlib.suppress(FileNotFoundError):
+            for line in self.log_path.read_text(errors="replace").splitlines():
+                with contextlib.suppress(ValueError):
+                    entries.append(json.loads(line))
+        return entries
+
+    def log_tail(self) -> str:
+        with contextlib.suppress(FileNotFoundError):
+            return self.log_path.read_text(errors="replace")[-4000:]
+        return ""
+
+    def status(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.state / "status.json").read_text())
+        return data
+
+    def wait_status(self, condition: Callable[[dict[str, Any]], bool], what: str,
+                    timeout: float = 30) -> dict[str, Any]:
+        """The status file once `condition` holds (the store rewrites it a moment after a change)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(FileNotFoundError, ValueError):
+                status = self.status()
+                if condition(status):
+                    return status
+            if time.monotonic() > deadline:
+                raise AssertionError(f"store status never showed {what}: {self.status()}")
+            time.sleep(0.05)
+
+    def in_use(self) -> dict[tuple[str, str], int]:
+        return {(e["reference"], e["digest"]): e["count"] for e in self.status()["in_use"]}
+
+    def layer_dir(self, ref: str, digest: str) -> Path:
+        return layout.layer_dir(self.root, ref, digest)
+
+    def add_image(self, image: SociImage, ref: str, resolver: Resolver) -> list[str]:
+        """The layers the store will serve for `ref` (what socikit's resolver says; the store
+        resolves them itself when podman looks)."""
+        return [d for d in image.layer_digests if resolver.layer(layout.LayerKey(ref, d)) is not None]
+
+
+def _is_mounted(path: Path) -> bool:
+    return str(path) in _mounts_under(path)
+
+
 @pytest.fixture
-def layer_store(static_layer_store: StaticLayerStore) -> StaticLayerStore:
-    """The store the protocol tests run against: the static one until `socikit store` serves
-    over FUSE; then this fixture yields that store (same attributes: `root`, `layer_dir`,
-    `add_image`, `use_result`, `release_result`), and the tests taking `static_layer_store`
-    stay as they are."""
-    return static_layer_store
+def fuse_layer_store(tmp_path: Path) -> Iterator[FuseLayerStore]:
+    """`socikit store` serving (stopped and unmounted at teardown)."""
+    store = FuseLayerStore(tmp_path / "fuse-als")
+    try:
+        store.start()
+        yield store
+    finally:
+        store.cleanup()
+
+
+@pytest.fixture
+def layer_store(fuse_layer_store: FuseLayerStore) -> FuseLayerStore:
+    """The store the protocol tests run against: `socikit store` over FUSE (same attributes as the
+    static store: `root`, `layer_dir`, `add_image`, `use_result`, `release_result`)."""
+    return fuse_layer_store
 
 
 # --- the test image ----------------------------------------------------------------------------------
@@ -431,12 +562,34 @@ def build_soci_image(registry: RegistryServer, tmp_path: Path, repository: str) 
                      diff_ids=tuple(config["rootfs"]["diff_ids"]))
 
 
+@dataclass(frozen=True)
+class SeenRequest:
+    """One request through the proxy: method, path, who sent it (`socikit` for the store and
+    socikit's commands, else podman or skopeo), its `Range` header ("" for none)."""
+
+    method: str
+    path: str
+    agent: str
+    range: str
+
+    @property
+    def by_socikit(self) -> bool:
+        return self.agent.startswith("socikit")
+
+    @property
+    def blob(self) -> str | None:
+        """The digest of the blob a GET fetches, else None."""
+        return self.path.rsplit("/", 1)[1] if self.method == "GET" and "/blobs/" in self.path else None
+
+
 class RecordingProxy:
-    """A forwarding proxy in front of the registry that records every request line (`seen`).
-    Repeated request headers are forwarded as sent (podman sends one `Accept` per media type)."""
+    """A forwarding proxy in front of the registry that records every request (`seen`: the
+    request lines; `requests`: `SeenRequest`s). Repeated request headers are forwarded as sent
+    (podman sends one `Accept` per media type)."""
 
     def __init__(self, registry: RegistryServer) -> None:
         self.seen: list[str] = []
+        self.requests: list[SeenRequest] = []
         self._lock = threading.Lock()
         proxy = self
         upstream_port = registry.port
@@ -450,6 +603,8 @@ class RecordingProxy:
             def _forward(self) -> None:
                 with proxy._lock:
                     proxy.seen.append(f"{self.command} {self.path}")
+                    proxy.requests.append(SeenRequest(self.command, self.path, self.headers.get("User-Agent", ""),
+                                                      self.headers.get("Range", "")))
                 length = int(self.headers.get("Content-Length", "0") or 0)
                 body = self.rfile.read(length) if length else None
                 conn = http.client.HTTPConnection("127.0.0.1", upstream_port, timeout=60)
@@ -480,14 +635,22 @@ class RecordingProxy:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
-    def blob_gets(self) -> list[str]:
-        """The digests of the blobs fetched with GET, in order."""
+    def blob_gets(self, *, whole: bool = False) -> list[str]:
+        """The digests of the blobs podman (not the store) fetched with GET, in order; `whole`:
+        the GETs of anyone without a `Range` header, that is of a whole blob."""
         with self._lock:
-            return [line.rsplit("/", 1)[1] for line in self.seen if line.startswith("GET ") and "/blobs/" in line]
+            return [r.blob for r in self.requests if r.blob is not None
+                    and (not r.range if whole else not r.by_socikit)]
+
+    def store_ranges(self, digest: str) -> list[str]:
+        """The `Range` headers of the store's GETs of blob `digest`."""
+        with self._lock:
+            return [r.range for r in self.requests if r.blob == digest and r.by_socikit]
 
     def clear(self) -> None:
         with self._lock:
             self.seen.clear()
+            self.requests.clear()
 
     def stop(self) -> None:
         self._server.shutdown()
@@ -495,9 +658,16 @@ class RecordingProxy:
         self._thread.join(timeout=5)
 
 
-def resolver_for(*hosts: str, v1: bool = False) -> Resolver:
-    """socikit's resolver reaching the given loopback registries over plain HTTP."""
-    text = "".join(f'[resolver.host."{h}"]\nplain_http = true\n' for h in hosts)
+@contextlib.contextmanager
+def resolver_for(*hosts: str, v1: bool = False, extra: str = "", **kwargs: Any) -> Iterator[Resolver]:
+    """socikit's resolver reaching the given loopback registries over plain HTTP (`extra`: more
+    config), with its state in a temporary directory."""
+    text = "".join(f'[resolver.host."{h}"]\nplain_http = true\n' for h in hosts) + extra
     if v1:
         text += "[pull_modes.soci_v1]\nenable = true\n"
-    return Resolver(parse_config(text))
+    with tempfile.TemporaryDirectory(prefix="sk-resolver-") as state:
+        resolver = Resolver(parse_config(text), state=Path(state), **kwargs)
+        try:
+            yield resolver
+        finally:
+            resolver.close()

@@ -1,34 +1,44 @@
 # ruff: noqa: F811  (pytest fixtures imported by name)
-"""The additional layer store protocol as Debian 12's podman 4.3.1 speaks it (containers/image
-5.23, containers/storage 1.43), pinned against the real podman, a loopback registry and a SOCI
-image socikit converted, with the store's layer directories made by socikit's resolver
-(`layer_store`: plain directories now, the FUSE store later by swapping that fixture).
+"""`socikit store` as Debian 12's podman 4.3.1 uses it (containers/image 5.23, containers/storage
+1.43): the additional layer store protocol pinned against the real podman, a loopback registry
+and a SOCI image socikit converted, with the store serving over FUSE (`layer_store`) or, for
+the tests that change what podman finds, as plain directories (`static_layer_store`); then what
+the store itself shows: lazy pulls that fetch only what containers read, use counts back to zero
+after `podman rmi`, restarts with the registry down.
 
 podman 4.3.1 only speaks the blob-digest form. No podman >= 5.1 or CRI-O >= 1.31 is available
 here, so the TOC-digest form (directories named by ztoc digest, its `info`) is tested against the
-facts only: tests/unit/test_store_layout.py and tests/integration/test_store_resolve.py.
+facts: `test_the_toc_digest_form` here, tests/unit/test_store_layout.py and
+tests/integration/test_store_resolve.py.
 """
 
 from __future__ import annotations
 
 import collections
+import errno
 import gzip
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
+import signal
 import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from socikit.cli import app
 from socikit.oci.descriptor import Descriptor
 from socikit.registry.client import RegistryClient
 from socikit.store import layout
 from tests.integration.podman_fixtures import (  # noqa: F401
+    RUN_FLAGS,
+    FuseLayerStore,
     PodmanStorage,
     RecordingProxy,
     SociImage,
@@ -36,6 +46,7 @@ from tests.integration.podman_fixtures import (  # noqa: F401
     StoreCall,
     build_soci_image,
     check_listing_is_meaningful,
+    fuse_layer_store,
     layer_store,
     podman_storages,
     podman_warnings,
@@ -79,13 +90,11 @@ def expected_listing(image: SociImage, proxy: RecordingProxy, tmp_path_factory: 
         storage.cleanup()
 
 
-def _stocked(layer_store: StaticLayerStore, image: SociImage, ref: str, proxy: RecordingProxy) -> list[str]:
+def _stocked(layer_store: StaticLayerStore | FuseLayerStore, image: SociImage, ref: str,
+             proxy: RecordingProxy) -> list[str]:
     """The store made ready for `ref` (every layer of the SOCI image is indexed, so served)."""
-    resolver = resolver_for(proxy.host)
-    try:
+    with resolver_for(proxy.host) as resolver:
         served = layer_store.add_image(image, ref, resolver)
-    finally:
-        resolver.close()
     assert served == list(image.layer_digests)
     proxy.clear()
     return served
@@ -96,7 +105,7 @@ def _by_layer(calls: list[StoreCall], op: str) -> collections.Counter[str]:
 
 
 def test_podman_info_shows_the_store_only_from_storage_conf(podman_storages: Storages,
-                                                            layer_store: StaticLayerStore) -> None:
+                                                            layer_store: FuseLayerStore) -> None:
     storage = podman_storages(layer_store.root)
     options = storage.info()["store"]["graphOptions"]
     assert options == {"overlay.additionallayerstore": f"{layer_store.root}:ref"}
@@ -111,7 +120,7 @@ def test_podman_info_shows_the_store_only_from_storage_conf(podman_storages: Sto
         PodmanStorage(short).cleanup()
 
 
-def test_pull_takes_every_layer_from_the_store(podman_storages: Storages, layer_store: StaticLayerStore,
+def test_pull_takes_every_layer_from_the_store(podman_storages: Storages, layer_store: FuseLayerStore,
                                                image: SociImage, proxy: RecordingProxy) -> None:
     ref = image.ref(proxy.host, "soci")
     _stocked(layer_store, image, ref, proxy)
@@ -135,7 +144,7 @@ def test_pull_takes_every_layer_from_the_store(podman_storages: Storages, layer_
 
 
 def test_lookup_paths_are_base64_of_the_reference_then_the_blob_digest(
-        podman_storages: Storages, layer_store: StaticLayerStore, image: SociImage, proxy: RecordingProxy,
+        podman_storages: Storages, layer_store: FuseLayerStore, image: SociImage, proxy: RecordingProxy,
         tmp_path: Path) -> None:
     ref = image.ref(proxy.host, "soci")
     _stocked(layer_store, image, ref, proxy)
@@ -151,7 +160,7 @@ def test_lookup_paths_are_base64_of_the_reference_then_the_blob_digest(
     assert opened == {(d, "info"): 2 for d in image.layer_digests}
 
 
-def test_a_pull_by_digest_looks_up_the_digest_reference(podman_storages: Storages, layer_store: StaticLayerStore,
+def test_a_pull_by_digest_looks_up_the_digest_reference(podman_storages: Storages, layer_store: FuseLayerStore,
                                                         image: SociImage, proxy: RecordingProxy,
                                                         tmp_path: Path) -> None:
     with RegistryClient(proxy.host, plain_http=True) as client:
@@ -166,7 +175,7 @@ def test_a_pull_by_digest_looks_up_the_digest_reference(podman_storages: Storage
 
 
 def test_a_container_lists_the_same_files_as_after_a_plain_pull(
-        podman_storages: Storages, layer_store: StaticLayerStore, image: SociImage, proxy: RecordingProxy,
+        podman_storages: Storages, layer_store: FuseLayerStore, image: SociImage, proxy: RecordingProxy,
         expected_listing: list[str], tmp_path: Path) -> None:
     ref = image.ref(proxy.host, "soci")
     _stocked(layer_store, image, ref, proxy)
@@ -181,7 +190,7 @@ def test_a_container_lists_the_same_files_as_after_a_plain_pull(
         [{k: r.get(k) for k in keys} for r in plain.layer_records()]
 
 
-def test_use_and_release_as_podman_sends_them(podman_storages: Storages, layer_store: StaticLayerStore,
+def test_use_and_release_as_podman_sends_them(podman_storages: Storages, layer_store: FuseLayerStore,
                                                image: SociImage, proxy: RecordingProxy, tmp_path: Path) -> None:
     ref = image.ref(proxy.host, "soci")
     _stocked(layer_store, image, ref, proxy)
@@ -266,7 +275,7 @@ def test_a_missing_layer_is_downloaded_normally(podman_storages: Storages, stati
     assert (storage.graphroot / "overlay" / records[image.layer_digests[0]]["id"] / "diff").is_symlink()
 
 
-def test_save_reads_the_blob(podman_storages: Storages, layer_store: StaticLayerStore, image: SociImage,
+def test_save_reads_the_blob(podman_storages: Storages, layer_store: FuseLayerStore, image: SociImage,
                              proxy: RecordingProxy, tmp_path: Path) -> None:
     ref = image.ref(proxy.host, "soci")
     _stocked(layer_store, image, ref, proxy)
@@ -306,7 +315,7 @@ def test_a_blob_that_is_not_the_layer_fails_save(podman_storages: Storages, stat
     assert f"Digest did not match, expected {image.diff_ids[-1]}, got {got}" in result.stderr
 
 
-def test_push_reads_the_blob(podman_storages: Storages, layer_store: StaticLayerStore, image: SociImage,
+def test_push_reads_the_blob(podman_storages: Storages, layer_store: FuseLayerStore, image: SociImage,
                              proxy: RecordingProxy, registry_factory: Callable[..., RegistryServer],
                              tmp_path: Path) -> None:
     ref = image.ref(proxy.host, "soci")
@@ -328,14 +337,171 @@ def test_push_reads_the_blob(podman_storages: Storages, layer_store: StaticLayer
     assert [d["digest"] for d in manifest["layers"]] != list(image.layer_digests)
 
 
-def test_an_image_without_a_soci_index_pulls_normally(podman_storages: Storages, layer_store: StaticLayerStore,
+def test_an_image_without_a_soci_index_pulls_normally(podman_storages: Storages, layer_store: FuseLayerStore,
                                                       image: SociImage, proxy: RecordingProxy) -> None:
     ref = image.ref(proxy.host, "plain")
-    resolver = resolver_for(proxy.host)
-    assert layer_store.add_image(image, ref, resolver) == []
-    resolver.close()
+    with resolver_for(proxy.host) as resolver:
+        assert layer_store.add_image(image, ref, resolver) == []
     proxy.clear()
     storage = podman_storages(layer_store.root)
     storage.pull(ref)
     assert set(image.layer_digests) <= set(proxy.blob_gets())
     assert not any((d / "diff").is_symlink() for d in storage.layer_dirs().values())
+    # the store was asked for each layer, said "no such file", and holds nothing for the image
+    status = layer_store.wait_status(lambda s: s["lookups"]["not_served"] >= 3, "the declined lookups")
+    assert status["lookups"]["served"] == 0 and status["in_use"] == [] and status["attached_layers"] == 0
+
+
+# --- what `socikit store` itself shows: lazy layers, counts, restarts ----------------------------------
+
+def _spans_by_layer(store: FuseLayerStore) -> dict[str, int]:
+    return {layer: counters.get("spans_fetched", 0) for layer, counters in store.status()["layers"].items()}
+
+
+def test_a_lazy_pull_and_run_fetch_only_what_is_read(
+        podman_storages: Storages, layer_store: FuseLayerStore, image: SociImage, proxy: RecordingProxy,
+        expected_listing: list[str]) -> None:
+    """`podman pull` takes every layer from the store without a byte of the layers: the store read
+    the index, the ztocs and each gzip trailer. A container reading one file fetches spans of the
+    layers that hold what it runs; one listing every file with its sha256 sees what a plain pull
+    gives, each span fetched at most once, never a whole blob."""
+    ref = image.ref(proxy.host, "soci")
+    _stocked(layer_store, image, ref, proxy)
+    storage = podman_storages(layer_store.root)
+    storage.pull(ref)
+    status = layer_store.wait_status(lambda s: len(s["in_use"]) == 3, "three layers in use")
+    assert status["spans"]["fetched"] == 0 and status["blob_reads"]["bytes"] == 0
+    assert (status["registry"]["ranges"], status["registry"]["range_bytes"]) == (3, 12)  # gzip trailers
+    assert not [d for d in proxy.blob_gets() if d in image.layer_digests]  # podman fetched none
+
+    run = storage.podman("run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+                         "--network", "none", ref, "/bin/cat", "/opt/opaque/new")
+    assert run.stdout == "new"
+    spans = _spans_by_layer(layer_store)
+    base, middle, top = image.layer_digests
+    assert spans.get(middle, 0) == 0  # nothing of the middle layer was read
+    assert spans[top] == 1  # the one span holding /opt/opaque/new
+    assert 0 < spans[base]  # /bin/cat and what it loads
+
+    assert storage.listing(ref) == expected_listing
+    status = layer_store.status()
+    for digest, blob in zip(image.layer_digests, image.blobs, strict=True):
+        counters = status["layers"][digest]
+        # every span at most once: their compressed ranges share at most a byte with the next
+        assert counters["bytes"] <= len(blob) + counters["spans_fetched"]
+        assert all(r.startswith("bytes=") for r in proxy.store_ranges(digest))
+    assert not set(proxy.blob_gets(whole=True)) & set(image.layer_digests)
+    assert status["spans"]["verification_failures"] == 0 and not status["fuse_errors"]
+
+
+def test_rmi_releases_the_layers(podman_storages: Storages, layer_store: FuseLayerStore, image: SociImage,
+                                 proxy: RecordingProxy) -> None:
+    ref = image.ref(proxy.host, "soci")
+    _stocked(layer_store, image, ref, proxy)
+    storage = podman_storages(layer_store.root)
+    storage.pull(ref)
+    status = layer_store.wait_status(lambda s: s["uses"] == 6 and s["releases"] == 3, "the pull's uses and releases")
+    assert layer_store.in_use() == {(ref, d): 1 for d in image.layer_digests}
+    assert status["attached_layers"] == 3
+    storage.podman("rmi", ref)
+    status = layer_store.wait_status(lambda s: s["releases"] == 6, "the releases of rmi")
+    assert status["in_use"] == [] and status["unmatched_releases"] == 0
+    assert status["attached_layers"] == 0  # idle layers are detached
+    # pulled again, the layers are served again (from the store's records)
+    storage.pull(ref)
+    layer_store.wait_status(lambda s: len(s["in_use"]) == 3 and s["attached_layers"] == 3, "the layers in use again")
+    assert storage.podman("run", "--rm", *RUN_FLAGS, ref, "/bin/cat", "/opt/opaque/new").stdout == "new"
+
+
+def test_a_restarted_store_serves_the_layers_with_the_registry_down(
+        podman_storages: Storages, fuse_layer_store: FuseLayerStore, image: SociImage, registry: RegistryServer,
+        registry_factory: Callable[..., RegistryServer]) -> None:
+    """podman's layers are symlinks into the mount: after SIGTERM (a clean unmount) or SIGKILL (a
+    dead mount the next start detaches) the restarted store serves the same keys from its records
+    and caches, with the registry stopped."""
+    own = registry_factory()
+    ref = f"{own.host}/{image.repository}:soci"
+    _convert(image.ref(registry.host, "plain"), ref)
+    store = fuse_layer_store
+    storage = podman_storages(store.root)
+    storage.pull(ref)
+    command = ("run", "--rm", *RUN_FLAGS, ref, "/bin/cat", "/opt/opaque/new")
+    assert storage.podman(*command).stdout == "new"
+    assert store.stop() == 0
+    assert not _mounted(store.root)
+    own.stop()
+    store.start()
+    assert storage.podman(*command).stdout == "new"
+    served = [e for e in store.log_entries() if e.get("msg") == "layer served"]
+    assert served and all(e["restored"] for e in served[-3:]) and len(served) >= 3
+    assert store.status()["registry"]["manifests"] == 0
+    store.stop(signal.SIGKILL)
+    assert _mounted(store.root)  # dead: the kernel still has it
+    store.start()
+    assert any(e.get("msg") == "dead mount of an earlier store detached" for e in store.log_entries())
+    assert storage.podman(*command).stdout == "new"
+
+
+def _mounted(path: Path) -> bool:
+    with open("/proc/self/mountinfo", encoding="utf-8") as info:
+        return any(line.split()[4] == str(path) for line in info)
+
+
+def _convert(source: str, target: str, *extra: str) -> None:
+    result = CliRunner().invoke(app, ["convert", "--span-size", "65536", "--min-layer-size", "0", "--plain-http",
+                                      "--no-cache", "--progress", "none", *extra, source, target])
+    assert result.exit_code == 0, result.output
+
+
+def _tree(root: Path) -> list[tuple[str, ...]]:
+    """Every path below `root`: type and mode, owner, device, size and sha256 or link target."""
+    rows = []
+    for path in sorted(root.rglob("*")):
+        st = path.lstat()
+        row = (str(path.relative_to(root)), oct(st.st_mode), f"{st.st_uid}:{st.st_gid}", str(st.st_rdev))
+        if path.is_symlink():
+            row += (os.readlink(path),)
+        elif path.is_file():
+            row += (str(st.st_size), hashlib.sha256(path.read_bytes()).hexdigest())
+        rows.append(row)
+    return rows
+
+
+def test_the_toc_digest_form(layer_store: FuseLayerStore, image: SociImage, registry: RegistryServer) -> None:
+    """podman >= 5.1 and CRI-O >= 1.31 look a layer up by its TOC digest, and only a layer whose
+    descriptor carries `containerd.io/snapshot/stargz/toc.digest` (`convert --toc-annotations`).
+    Neither is available here (Debian 12 has podman 4.3.1), so the store is asked the way the
+    facts (containers/image >= 5.31, containers/storage) say they ask: a stat of `diff`, `info` and
+    `blob` below `<base64(ref)>/<TOC digest>/`, `info` read and decoded, `use` created and the
+    directory removed. The layer shows the same tree and blob as in the blob-digest form."""
+    ref = f"{registry.host}/podman/toc:soci"
+    _convert(image.ref(registry.host, "plain"), ref, "--toc-annotations")
+    with RegistryClient(registry.host, plain_http=True) as client:
+        index = json.loads(client.get_manifest("podman/toc", "soci")[0])
+        entry = next(e for e in index["manifests"] if "artifactType" not in e)
+        manifest = json.loads(client.get_manifest("podman/toc", entry["digest"])[0])
+    tocs = []
+    for layer, blob, diff_id in zip(manifest["layers"], image.blobs, image.diff_ids, strict=True):
+        toc = layer["annotations"][layout.ANNOTATION_TOC_DIGEST]
+        tocs.append(toc)
+        directory = layer_store.layer_dir(ref, toc)
+        for name in layout.LAYER_FILES:
+            os.stat(directory / name)
+        assert json.loads((directory / "info").read_bytes()) == {
+            "diff-size": -1, "compression": 2, "toc-digest": toc, "flags": {"expected-layer-diffid": diff_id}}
+        assert (directory / "blob").stat().st_size == len(blob) and (directory / "blob").read_bytes() == blob
+        assert _tree(directory / "diff") == _tree(layer_store.layer_dir(ref, layer["digest"]) / "diff")
+    assert (layer_store.layer_dir(ref, tocs[1]) / "diff" / "opt" / "app" / "owned").read_bytes() == b"mine"
+    assert not layer_store.layer_dir(ref, "sha256:" + "0" * 64).exists()  # names no layer of the image
+    # use and release, as containers/storage sends them
+    key = layer_store.layer_dir(ref, tocs[0])
+    with pytest.raises(FileNotFoundError):
+        open(key / "use", "w").close()  # noqa: SIM115
+    assert layer_store.wait_status(lambda s: s["uses"] == 1, "the use")["in_use"] == \
+        [{"reference": ref, "digest": tocs[0], "count": 1}]
+    with pytest.raises(FileNotFoundError):
+        os.rmdir(key)
+    assert layer_store.wait_status(lambda s: s["releases"] == 1, "the release")["in_use"] == []
+    with pytest.raises(OSError) as refused:  # anything else is refused
+        (key / "other").mkdir()
+    assert refused.value.errno == errno.EROFS

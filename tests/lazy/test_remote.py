@@ -7,7 +7,7 @@ import base64
 import json
 from pathlib import Path
 
-from socikit.lazy.remote import Endpoint, Mirror, RegistryHosts, Remotes, is_loopback_host
+from socikit.lazy.remote import Endpoint, HostSettings, Mirror, RegistryHosts, Remotes, is_loopback_host
 from socikit.registry.auth import Credentials
 from socikit.registry.transfer import RetryPolicy
 
@@ -27,6 +27,36 @@ def test_loopback_hosts_get_plain_http() -> None:
         assert RegistryHosts().endpoints(host) == [Endpoint(host, True)]
     for host in ("127.0.0.2:5000", "registry.local:5000", "10.0.0.1"):
         assert not is_loopback_host(host), host
+
+
+def test_configured_hosts_are_reached_as_their_settings_say() -> None:
+    """The podman store's `[resolver.host]` tables: a configured loopback host is HTTPS when its
+    settings say so; a mirror takes its TLS settings from its own host's entry; hosts without
+    TLS files of their own get the default directory `cert_dirs` names."""
+    hosts = RegistryHosts(
+        {"registry.example": [Mirror("mirror.example", request_timeout=3), Mirror("plain.example")]},
+        settings={"127.0.0.1:5000": HostSettings(plain_http=False, tls_verify=False),
+                  "registry.example": HostSettings(cert_dir="/certs/registry"),
+                  "mirror.example": HostSettings(tls_verify=False),
+                  "plain.example": HostSettings(plain_http=True)},
+        cert_dirs=lambda host: f"/certs.d/{host}" if host != "127.0.0.1:5000" else "")
+    assert hosts.endpoints("127.0.0.1:5000") == [Endpoint("127.0.0.1:5000", False, tls_verify=False)]
+    assert hosts.endpoints("registry.example") == [
+        Endpoint("mirror.example", False, 3, tls_verify=False, cert_dir="/certs.d/mirror.example"),
+        Endpoint("plain.example", True, cert_dir="/certs.d/plain.example"),
+        Endpoint("registry.example", False, cert_dir="/certs/registry")]
+    assert hosts.endpoints("other.example") == [Endpoint("other.example", False, cert_dir="/certs.d/other.example")]
+    assert hosts.endpoints("localhost:5000") == [Endpoint("localhost:5000", True, cert_dir="/certs.d/localhost:5000")]
+
+
+def test_a_client_with_a_certs_directory_keeps_its_tls_context(tmp_path: Path) -> None:
+    remotes = Remotes(RegistryHosts(), metadata_retry=RetryPolicy(), span_retry=RetryPolicy(), pool_size=12)
+    client = remotes.client(Endpoint("registry.example", False, tls_verify=False, cert_dir=str(tmp_path)), None,
+                            spans=True)
+    adapter = client.session.get_adapter("https://registry.example/v2/")
+    assert type(adapter).__name__ == "_ContextAdapter" and adapter.poolmanager.connection_pool_kw["maxsize"] == 12
+    assert not client.tls_verify
+    remotes.close()
 
 
 def _remotes(tmp_path: Path, handed: dict[tuple[str, str], Credentials]) -> Remotes:

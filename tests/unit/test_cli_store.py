@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import tomllib
 from pathlib import Path
 
 from socikit.store.config import StoreConfig, parse_config
-from socikit.store.tomlconfig import to_document
+from socikit.tomlconfig import to_document
 from tests.cli import run_socikit
 from tests.unit.test_cli_startup import _heavy, _loaded
 
@@ -46,13 +47,16 @@ def test_bad_input_is_one_line_and_exit_1(tmp_path: Path) -> None:
         assert "Traceback" not in result.stderr and result.stdout == ""
 
 
-def test_serving_says_this_build_cannot_yet(tmp_path: Path) -> None:
+def test_a_root_another_store_holds_is_refused(tmp_path: Path) -> None:
     (tmp_path / "store.toml").write_text("")
-    result = run_socikit("store", "--mountpoint", str(tmp_path / "mnt"), "--root", str(tmp_path / "state"),
-                         "--config", str(tmp_path / "store.toml"))
+    (tmp_path / "state").mkdir()
+    with open(tmp_path / "state" / "lock", "a+b") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = run_socikit("store", "--mountpoint", str(tmp_path / "mnt"), "--root", str(tmp_path / "state"),
+                             "--config", str(tmp_path / "store.toml"))
     assert result.returncode == 1
-    assert result.stderr.startswith("error: serving layers needs socikit's lazy layer filesystem")
-    assert len(result.stderr.splitlines()) == 1
+    assert result.stderr.strip() == f"error: root {tmp_path / 'state'} is in use by another store"
+    assert not (tmp_path / "mnt").exists()  # nothing made before the root was had
 
 
 def test_print_config_loads_no_registry_stack(tmp_path: Path) -> None:

@@ -23,6 +23,8 @@ TIERS: dict[str, int] = {
     "socikit.errors": 0,
     "socikit.atomic": 0,
     "socikit.settings": 0,
+    "socikit.tomlconfig": 0,
+    "socikit.jsonlog": 0,
     "socikit.oci": 0,
     # T1: the ztoc format and engine
     "socikit.ztoc": 1,

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from socikit import tomlconfig
 from socikit.errors import ConfigError
-from socikit.store import tomlconfig
+from socikit.lazy.remote import Endpoint
 from socikit.store.config import (
-    Endpoint,
     StoreConfig,
     dumps_config,
     load_config,
     parse_config,
-    registry_endpoints,
+    registry_hosts,
 )
 from socikit.store.mountpoint import check_mountpoint, check_paths, prepare_mountpoint
 from socikit.store.options import resolve_options
@@ -53,9 +53,14 @@ def test_defaults() -> None:
     config = StoreConfig()
     assert tomlconfig.to_document(config) == {
         "debug": False,
+        "max_concurrency": 100,
         "pull_modes": {"soci_v1": {"enable": False}, "soci_v2": {"enable": True}},
-        "resolver": {"docker_config": "", "host": {}},
+        "resolver": {"docker_config": "", "lookup_timeout_sec": 10, "host": {}},
+        "blob": {"fetching_timeout_sec": 300, "max_retries": 8, "min_wait_msec": 30, "max_wait_msec": 300000,
+                 "max_span_verification_retries": 0},
         "fuse": {"attr_timeout": 1, "entry_timeout": 1, "negative_timeout": 1},
+        "background_fetch": {"disable": False, "silence_period_msec": 30000, "fetch_period_msec": 500,
+                             "max_queue_size": 300, "drop_policy": "newest", "emit_metric_period_sec": 10},
         "cache": {"max_bytes": 10 << 30},
     }
 
@@ -79,6 +84,9 @@ def test_a_full_file_reads_and_round_trips() -> None:
     ("[cache]\nmax_bytes = true", "'cache.max_bytes' must be an integer, not True"),
     ("[cache]\nmax_bytes = -1", "cache.max_bytes must not be negative"),
     ("[fuse]\nattr_timeout = -1", "fuse.attr_timeout must not be negative"),
+    ("[resolver]\nlookup_timeout_sec = 0", "resolver.lookup_timeout_sec must be positive"),
+    ("[blob]\nmax_retries = -1", "blob.max_retries must not be negative"),
+    ('[background_fetch]\ndrop_policy = "random"', "background_fetch.drop_policy must be"),
     ("[pull_modes.soci_v2]\nenable = false", "soci_v1 and soci_v2 are both disabled"),
     ('[resolver.host."http://x"]\nplain_http = true', 'resolver.host."http://x": not a registry host'),
     ('[resolver.host."x.example"]\nmirrors = [{insecure = true}]', "'' is not a registry host"),
@@ -102,25 +110,34 @@ def test_loading(tmp_path: Path) -> None:
     assert load_config(tmp_path / "store.toml", missing_ok=False).debug
 
 
-def test_endpoints_mirrors_first_then_the_registry() -> None:
-    config = parse_config(FULL)
-    assert registry_endpoints(config, "registry.example") == (
-        Endpoint("mirror.example:5000", "mirror.example:5000", plain_http=True, request_timeout_sec=5),
-        Endpoint("tls-mirror.example", "tls-mirror.example", cert_dir="/etc/socikit/certs/tls-mirror"),
-        Endpoint("registry.example", "registry.example", tls_verify=False,
-                 cert_dir="/etc/socikit/certs/registry.example"),
-    )
-    assert registry_endpoints(config, "127.0.0.1:5000") == (Endpoint("127.0.0.1:5000", "127.0.0.1:5000",
-                                                                     plain_http=True),)
-    assert registry_endpoints(config, "other.example") == (Endpoint("other.example", "other.example"),)
-    # Docker Hub's API lives on another host; its credentials are docker.io's
-    assert registry_endpoints(config, "docker.io") == (Endpoint("registry-1.docker.io", "docker.io"),)
+def test_endpoints_mirrors_first_then_the_registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from socikit.store import config as config_module
+
+    (tmp_path / "other.example").mkdir()
+    monkeypatch.setattr(config_module, "CERTS_D", (tmp_path / "containers", tmp_path))
+    hosts = registry_hosts(parse_config(FULL))
+    assert hosts.endpoints("registry.example") == [
+        Endpoint("mirror.example:5000", True, 5),
+        Endpoint("tls-mirror.example", False, cert_dir="/etc/socikit/certs/tls-mirror"),
+        Endpoint("registry.example", False, tls_verify=False, cert_dir="/etc/socikit/certs/registry.example"),
+    ]
+    assert hosts.endpoints("127.0.0.1:5000") == [Endpoint("127.0.0.1:5000", True)]
+    # a host without a table: its certs.d directory when there is one
+    assert hosts.endpoints("other.example") == [Endpoint("other.example", False,
+                                                         cert_dir=str(tmp_path / "other.example"))]
+    # Docker Hub's API lives on another host
+    assert hosts.endpoints("docker.io") == [Endpoint("registry-1.docker.io", False)]
+
+
+def test_a_configured_loopback_registry_may_speak_tls() -> None:
+    hosts = registry_hosts(parse_config('[resolver.host."127.0.0.1:5000"]\ntls_verify = false\n'))
+    assert hosts.endpoints("127.0.0.1:5000") == [Endpoint("127.0.0.1:5000", False, tls_verify=False)]
+    assert registry_hosts(StoreConfig()).endpoints("127.0.0.1:5000") == [Endpoint("127.0.0.1:5000", True)]
 
 
 def test_a_mirror_naming_the_registry_stands_for_it() -> None:
     config = parse_config('[resolver.host."r.example:5000"]\nmirrors = [{host = "r.example:5000", insecure = true}]')
-    assert registry_endpoints(config, "r.example:5000") == (Endpoint("r.example:5000", "r.example:5000",
-                                                                     plain_http=True),)
+    assert registry_hosts(config).endpoints("r.example:5000") == [Endpoint("r.example:5000", True)]
 
 
 def test_toml_writer_quotes_and_escapes() -> None:

@@ -128,7 +128,7 @@ def test_report_json_shape(layout: Path) -> None:
     assert data["passed"] is True and data["sample"] == 2
     assert data["summary"]["lazy"] is True
     assert data["summary"]["text"].startswith("a soci-snapshotter with default settings lazily loads")
-    assert {c["name"] for c in data["checks"]} == set(CHECK_NAMES) - {"prefetch"}  # no prefetch artifacts
+    assert {c["name"] for c in data["checks"]} == set(CHECK_NAMES) - {"prefetch", "toc-digest"}  # neither here
     assert all(set(c) == {"name", "passed", "subject", "reason"} for c in data["checks"])
     assert data["stats"]["files_checked"] == 2
     assert set(CHECK_DESCRIPTIONS) == set(CHECK_NAMES)

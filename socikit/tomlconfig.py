@@ -1,10 +1,11 @@
-"""TOML tables to frozen dataclasses and back, for the store's config.
+"""TOML tables to frozen dataclasses and back: the config files of the snapshotter and the store.
 
 A dataclass field is a key of its table (spelled as the field's `toml` metadata says, else as
 the field is named); its type annotation says what the value must be: `bool`, `int`, `float`,
 `str`, another dataclass (a sub-table), `tuple[X, ...]` (an array) or `Mapping[str, X]` (a table
-of arbitrary keys). Any other key is an error that names it. `dumps` writes what `to_document`
-gives back as TOML that `tomllib` reads to the same values.
+of arbitrary keys). Any other key is an error that names it, unless the caller's `unknown`
+hook takes it (the snapshotter accepts the reference's keys that have no effect that way).
+`dumps` writes what `to_document` gives back as TOML that `tomllib` reads to the same values.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from socikit.errors import ConfigError
@@ -22,6 +23,9 @@ from socikit.errors import ConfigError
 T = TypeVar("T")
 
 _KINDS = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+
+UnknownKey = Callable[[str, Any], None]
+"""(dotted key, value) of a key no field has: raise ConfigError to refuse it, return to skip it."""
 
 
 def toml_key(name: str) -> dict[str, str]:
@@ -39,41 +43,52 @@ def _where(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-def from_table(cls: type[T], table: Mapping[str, Any], path: str = "") -> T:
+def _refuse(where: str, value: Any) -> None:
+    raise ConfigError(f"unknown key {where!r}")
+
+
+def from_table(cls: type[T], table: Mapping[str, Any], path: str = "", *, unknown: UnknownKey | None = None) -> T:
     """An instance of the dataclass `cls` from a parsed TOML table; ConfigError names the first
-    key that is unknown or has a value of the wrong type."""
+    key that is unknown (and not taken by `unknown`) or has a value of the wrong type."""
     hints = typing.get_type_hints(cls)
     fields = {_key_of(spec): spec for spec in dataclasses.fields(cls)}  # type: ignore[arg-type]
     values: dict[str, Any] = {}
     for key, value in table.items():
         spec = fields.get(key)
         if spec is None:
-            raise ConfigError(f"unknown key {_where(path, key)!r}")
-        values[spec.name] = _value(hints[spec.name], value, _where(path, key))
+            (unknown or _refuse)(_where(path, key), value)
+            continue
+        values[spec.name] = _value(hints[spec.name], value, _where(path, key), unknown)
     return cls(**values)
 
 
-def _value(hint: Any, value: Any, where: str) -> Any:
+def check_scalar(kind: type[Any], value: Any, where: str) -> Any:
+    """`value` as a `kind` (bool, int, float or str; an integer is taken as a float), or a
+    ConfigError naming `where`."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{where!r} must be {_KINDS.get(kind, str(kind))}, not {value!r}")
+    return value
+
+
+def _value(hint: Any, value: Any, where: str, unknown: UnknownKey | None) -> Any:
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"{where!r} must be a table")
-        return from_table(typing.cast(type[Any], hint), value, where)
+        return from_table(typing.cast(type[Any], hint), value, where, unknown=unknown)
     origin = typing.get_origin(hint)
     if origin is tuple:
         item = typing.get_args(hint)[0]
         if not isinstance(value, list):
             raise ConfigError(f"{where!r} must be an array")
-        return tuple(_value(item, v, f"{where}[{i}]") for i, v in enumerate(value))
+        return tuple(_value(item, v, f"{where}[{i}]", unknown) for i, v in enumerate(value))
     if origin is Mapping:
         item = typing.get_args(hint)[1]
         if not isinstance(value, dict):
             raise ConfigError(f"{where!r} must be a table")
-        return types.MappingProxyType({k: _value(item, v, _where(where, k)) for k, v in value.items()})
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        raise ConfigError(f"{where!r} must be {_KINDS.get(hint, str(hint))}, not {value!r}")
-    return value
+        return types.MappingProxyType({k: _value(item, v, _where(where, k), unknown) for k, v in value.items()})
+    return check_scalar(hint, value, where)
 
 
 def to_document(config: Any) -> dict[str, Any]:
@@ -143,4 +158,4 @@ def dumps(document: Mapping[str, Any]) -> str:
     return "\n".join(lines).lstrip("\n") + "\n"
 
 
-__all__ = ["dumps", "from_table", "to_document", "toml_key"]
+__all__ = ["UnknownKey", "check_scalar", "dumps", "from_table", "to_document", "toml_key"]
