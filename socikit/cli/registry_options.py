@@ -43,7 +43,8 @@ def registry_options(plain_http: bool, tls_verify: str, cert_dir: Path | None, u
 
                 raise AuthError(f"no password for --user {username} and no terminal to ask for it: "
                                 "give --user USER:PASSWORD, or leave out --user to use the Docker config")
-            password = typer.prompt(f"Password for {username}", hide_input=True)
+            # The prompt goes to stderr: stdout is the command's output (`--json` must stay JSON).
+            password = typer.prompt(f"Password for {username}", hide_input=True, err=True)
     return RegistryOptions(
         plain_http=plain_http,
         tls_verify=verify in ("true", "1", "yes"),

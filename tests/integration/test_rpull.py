@@ -75,12 +75,11 @@ def rpull_at_terminal(ctrd: Containerd, *args: str, home: Path, typed: str) -> s
         proc = subprocess.Popen(argv, stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 env=env, preexec_fn=take_terminal)
         os.close(slave)
-        # getpass flushes pending input when it turns echo off: type only once the prompt shows.
-        seen = b""
+        # getpass flushes pending input when it turns echo off: type only once echo is off.
         deadline = time.monotonic() + 120
-        while b"Password" not in seen and proc.poll() is None and time.monotonic() < deadline:
-            if select.select([master], [], [], 0.5)[0]:
-                seen += os.read(master, 1024)
+        while termios.tcgetattr(master)[3] & termios.ECHO and proc.poll() is None and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.05)[0]:
+                os.read(master, 1024)
         os.write(master, (typed + "\n").encode())
         stdout, stderr = proc.communicate(timeout=300)
     finally:
@@ -376,6 +375,7 @@ def test_user_credentials_work_and_are_never_printed(htpasswd_registry, containe
                                        home=tmp_path, stdin=TEST_PASSWORD + "\n"))
     assert "no terminal" in no_terminal and TEST_PASSWORD not in no_terminal
     assert prompted.returncode == 0, prompted.stderr
+    assert f"Password for {TEST_USER}" in prompted.stderr and "Password" not in prompted.stdout
     for result in (inline, prompted):
         assert TEST_PASSWORD not in result.stdout + result.stderr
         assert "handed" not in result.stderr  # a built-in snapshotter has no daemon to hand them to
