@@ -18,6 +18,7 @@ from typing import Any
 
 from socikit import tomlconfig
 from socikit.errors import ConfigError
+from socikit.lazy.config import BackgroundFetchConfig
 
 DEFAULT_ADDRESS = Path("/run/socikit/snapshotter.sock")
 DEFAULT_ROOT = Path("/var/lib/socikit/snapshotter")
@@ -61,18 +62,6 @@ class FuseConfig:
     entry_timeout: int = 1
     negative_timeout: int = 1
     log_fuse_operations: bool = False
-
-
-@dataclass(frozen=True)
-class BackgroundFetchConfig:
-    """`[background_fetch]`: filling a lazy layer's remaining spans after a mount."""
-
-    disable: bool = False
-    silence_period_msec: int = 30000
-    fetch_period_msec: int = 500
-    max_queue_size: int = 300
-    drop_policy: str = "newest"
-    emit_metric_period_sec: int = 10
 
 
 @dataclass(frozen=True)

@@ -21,19 +21,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import logging
 import os
 import signal
 import socket
 import stat
-from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from socikit.__about__ import __version__
+from socikit.daemonroot import locked_root
 from socikit.errors import ConfigError
 from socikit.snapshotter.config import (
     DEFAULT_ADDRESS,
@@ -82,26 +81,6 @@ def resolve_options(*, address: Path | None = None, root: Path | None = None, co
 
 
 # -- the root and the socket ----------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _locked_root(root: Path) -> Iterator[None]:
-    """Create the root (0700) and hold an exclusive lock on it while the daemon runs."""
-    try:
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        handle = open(root / "lock", "a+b")  # noqa: SIM115 - held for the daemon's lifetime
-    except FileExistsError:
-        raise ConfigError(f"root {root} is not a directory") from None
-    except OSError as exc:
-        raise ConfigError(f"root {root}: {exc.strerror or exc}") from None
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(f"root {root} is in use by another snapshotter") from None
-        yield
-    finally:
-        handle.close()
 
 
 def _socket_in_use(path: Path) -> bool:
@@ -156,7 +135,8 @@ def layer_filesystem(config: SnapshotterConfig, root: Path, logger: logging.Logg
     if not config.lazy.enable:
         log(logger, logging.INFO, "lazy loading disabled ([lazy] enable = false): containerd applies every layer")
         return NoLazyLayers()
-    from socikit.snapshotter.lazylayers import LazyLayers, fuse_unavailable
+    from socikit.lazy.fuseprobe import fuse_unavailable
+    from socikit.snapshotter.lazylayers import LazyLayers
 
     reason = fuse_unavailable()
     if reason is not None:
@@ -181,7 +161,7 @@ def run_daemon(options: DaemonOptions) -> None:
     if options.ignored_keys:
         log(logger, logging.WARNING, "config keys of soci-snapshotter-grpc that have no effect in socikit",
             keys=list(options.ignored_keys))
-    with _locked_root(options.root):
+    with locked_root(options.root, holder="snapshotter"):
         claim_socket_path(options.address)
         store = SnapshotStore(options.root)
         try:

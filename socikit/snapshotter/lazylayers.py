@@ -48,7 +48,7 @@ from socikit.snapshotter.metrics import SnapshotterMetrics
 from socikit.soci.discover import PullModes
 from socikit.ztoc.spans import SpanTable, span_table
 
-__all__ = ["CRI_IMAGE_REF", "CRI_LAYER_DIGEST", "CRI_MANIFEST_DIGEST", "LazyLayers", "fuse_unavailable"]
+__all__ = ["CRI_IMAGE_REF", "CRI_LAYER_DIGEST", "CRI_MANIFEST_DIGEST", "LazyLayers"]
 
 _log = logging.getLogger(LOGGER_NAME)
 _lazy_log = logging.getLogger(LOGGER_NAME + ".lazy")
@@ -61,20 +61,6 @@ SOCI_SIZE = "containerd.io/snapshot/remote/soci.size"
 MOUNT_WORKERS = 8
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 MNT_DETACH = 2
-
-
-def fuse_unavailable() -> str | None:
-    """Why FUSE layers cannot be served here (None when they can)."""
-    try:
-        fd = os.open("/dev/fuse", os.O_RDWR)
-    except OSError as exc:
-        return f"/dev/fuse: {exc.strerror}"
-    os.close(fd)
-    try:
-        import pyfuse3  # noqa: F401
-    except ImportError as exc:
-        return f"pyfuse3 cannot be loaded: {exc}"
-    return None
 
 
 class MetricsEvents:

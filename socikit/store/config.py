@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from socikit import tomlconfig
 from socikit.errors import ConfigError
+from socikit.lazy.config import BackgroundFetchConfig
 
 if TYPE_CHECKING:
     from socikit.lazy.remote import RegistryHosts
@@ -97,18 +98,6 @@ class BlobConfig:
     min_wait_msec: int = 30
     max_wait_msec: int = 300000
     max_span_verification_retries: int = 0
-
-
-@dataclass(frozen=True)
-class BackgroundFetchConfig:
-    """`[background_fetch]`: filling a served layer's remaining spans after a quiet period."""
-
-    disable: bool = False
-    silence_period_msec: int = 30000
-    fetch_period_msec: int = 500
-    max_queue_size: int = 300
-    drop_policy: str = "newest"
-    emit_metric_period_sec: int = 10
 
 
 @dataclass(frozen=True)

@@ -21,45 +21,24 @@ Start-up problems raise ConfigError (one line, exit 1).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from socikit.__about__ import __version__
 from socikit.atomic import write_atomic
+from socikit.daemonroot import locked_root
 from socikit.errors import ConfigError
 from socikit.jsonlog import configure, log
-from socikit.store.mountpoint import detach_dead_mount, fuse_unavailable, prepare_mountpoint
+from socikit.lazy.fuseprobe import fuse_unavailable
+from socikit.store.mountpoint import detach_dead_mount, prepare_mountpoint
 from socikit.store.options import StoreOptions
 
 __all__ = ["LOGGER_NAME", "run_store"]
 
 LOGGER_NAME = "socikit.store"
 LOOKUP_THREADS = 16  # lookups resolved at once (each may wait for the registry)
-
-
-@contextlib.contextmanager
-def _locked_root(root: Path) -> Iterator[None]:
-    """Create the root (0700) and hold an exclusive lock on it while the store runs."""
-    try:
-        root.mkdir(mode=0o700, parents=True, exist_ok=True)
-        handle = open(root / "lock", "a+b")  # noqa: SIM115 - held for the store's lifetime
-    except FileExistsError:
-        raise ConfigError(f"root {root} is not a directory") from None
-    except OSError as exc:
-        raise ConfigError(f"root {root}: {exc.strerror or exc}") from None
-    try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ConfigError(f"root {root} is in use by another store") from None
-        yield
-    finally:
-        handle.close()
 
 
 def run_store(options: StoreOptions) -> None:
@@ -73,7 +52,7 @@ def run_store(options: StoreOptions) -> None:
     reason = fuse_unavailable()
     if reason is not None:
         raise ConfigError(f"the store needs FUSE: {reason}")
-    with _locked_root(options.root):
+    with locked_root(options.root, holder="store"):
         if detach_dead_mount(options.mountpoint):
             log(logger, logging.INFO, "dead mount of an earlier store detached", mountpoint=str(options.mountpoint))
         prepare_mountpoint(options.mountpoint)

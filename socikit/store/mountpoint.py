@@ -87,19 +87,5 @@ def detach_dead_mount(path: Path) -> bool:
     return True
 
 
-def fuse_unavailable() -> str | None:
-    """Why this process cannot serve a FUSE file system (None when it can)."""
-    try:
-        fd = os.open("/dev/fuse", os.O_RDWR)
-    except OSError as exc:
-        return f"/dev/fuse: {exc.strerror}"
-    os.close(fd)
-    try:
-        import pyfuse3  # noqa: F401
-    except ImportError as exc:
-        return f"pyfuse3 cannot be loaded: {exc}"
-    return None
-
-
-__all__ = ["check_mountpoint", "check_paths", "detach_dead_mount", "fuse_unavailable", "is_dead_mount",
+__all__ = ["check_mountpoint", "check_paths", "detach_dead_mount", "is_dead_mount",
            "prepare_mountpoint"]

@@ -25,6 +25,7 @@ TIERS: dict[str, int] = {
     "socikit.settings": 0,
     "socikit.tomlconfig": 0,
     "socikit.jsonlog": 0,
+    "socikit.daemonroot": 0,
     "socikit.oci": 0,
     # T1: the ztoc format and engine
     "socikit.ztoc": 1,
