@@ -22,7 +22,7 @@ import inspect
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import trio
@@ -32,7 +32,7 @@ from socikit.lazy.cache import SpanCache
 from socikit.lazy.events import LOGGER_NAME, LazyEvents, NoEvents, log_event
 from socikit.ztoc.spans import SpanTable
 
-__all__ = ["RangeReader", "SpanFetcher", "SpanUnavailableError", "run_in_thread"]
+__all__ = ["RangeReader", "SingleFlight", "SpanFetcher", "SpanUnavailableError", "run_in_thread"]
 
 RangeReader = Callable[[int, int], bytes]
 """Blocking: the layer blob's compressed bytes `[start, end)`."""
@@ -56,7 +56,7 @@ class SpanUnavailableError(SocikitError):
 
 
 class _Flight:
-    """One fetch of one span that other requesters wait for."""
+    """One fetch of one key that other requesters wait for."""
 
     __slots__ = ("done", "data", "error")
 
@@ -64,6 +64,45 @@ class _Flight:
         self.done = trio.Event()
         self.data: bytes | None = None
         self.error: BaseException | None = None
+
+
+class SingleFlight:
+    """One fetch per key for all concurrent requesters (trio). A requester that finds a fetch of
+    its key in flight waits for it and shares its bytes or its failure (as SpanUnavailableError);
+    if the fetching requester was cancelled (its own deadline), a waiter fetches again itself."""
+
+    def __init__(self) -> None:
+        self._flights: dict[int, _Flight] = {}
+
+    def __contains__(self, key: int) -> bool:
+        return key in self._flights
+
+    async def get(self, key: int, cached: Callable[[int], bytes | None],
+                  fetch: Callable[[int], Awaitable[bytes]]) -> bytes:
+        """`cached(key)` when it has the bytes, else the bytes of the one `fetch(key)` in flight."""
+        while True:
+            data = cached(key)
+            if data is not None:
+                return data
+            flight = self._flights.get(key)
+            if flight is None:
+                break
+            await flight.done.wait()
+            if flight.data is not None:
+                return flight.data
+            if not isinstance(flight.error, trio.Cancelled):
+                raise SpanUnavailableError(str(flight.error)) from None
+        flight = _Flight()
+        self._flights[key] = flight
+        try:
+            flight.data = await fetch(key)
+            return flight.data
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            del self._flights[key]
+            flight.done.set()
 
 
 class SpanFetcher:
@@ -83,7 +122,7 @@ class SpanFetcher:
         self.verify_retries = max(0, verify_retries)
         self.events: LazyEvents = events or NoEvents()
         self.logger = logger or _logger
-        self._flights: dict[int, _Flight] = {}
+        self._flights = SingleFlight()
 
     # -- what is cached -------------------------------------------------------------------------
 
@@ -153,30 +192,14 @@ class SpanFetcher:
     async def span(self, span: int) -> bytes:
         """Span `span`'s uncompressed bytes: from memory, from disk, or fetched (one fetch for
         all concurrent requesters). No timeout of its own: callers bound it (`read` does)."""
-        while True:
-            data = self.cache.peek(self.layer, span)
-            if data is not None:
-                return data
-            flight = self._flights.get(span)
-            if flight is None:
-                break
-            await flight.done.wait()
-            if flight.data is not None:
-                return flight.data
-            if not isinstance(flight.error, trio.Cancelled):
-                raise SpanUnavailableError(str(flight.error)) from None
-            # the requester that fetched it gave up (its own deadline): try again ourselves
-        flight = _Flight()
-        self._flights[span] = flight
-        try:
-            flight.data = await run_in_thread(self._load_or_fetch_blocking, span, limiter=self.limiter)
-            return flight.data
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        finally:
-            del self._flights[span]
-            flight.done.set()
+        return await self._flights.get(span, self._peek, self._load_or_fetch)
+
+    def _peek(self, span: int) -> bytes | None:
+        return self.cache.peek(self.layer, span)
+
+    async def _load_or_fetch(self, span: int) -> bytes:
+        data: bytes = await run_in_thread(self._load_or_fetch_blocking, span, limiter=self.limiter)
+        return data
 
     async def spans(self, ids: Iterable[int]) -> dict[int, bytes]:
         """Several spans, fetched in parallel (bounded by the shared limiter)."""

@@ -24,22 +24,13 @@ from collections.abc import Callable
 import trio
 
 from socikit.errors import RegistryError
-from socikit.lazy.fetcher import RangeReader, SpanFetcher, SpanUnavailableError, run_in_thread
+from socikit.lazy.fetcher import RangeReader, SingleFlight, SpanFetcher, SpanUnavailableError, run_in_thread
 
 __all__ = ["CHUNK", "KEPT_CHUNKS", "BlobReader"]
 
 CHUNK = 4 << 20
 KEPT_CHUNKS = 3  # the chunk being read, the one fetched ahead, the one before (a read across them)
 _logger = logging.getLogger(__name__)
-
-
-class _Flight:
-    __slots__ = ("done", "data", "error")
-
-    def __init__(self) -> None:
-        self.done = trio.Event()
-        self.data: bytes | None = None
-        self.error: BaseException | None = None
 
 
 class BlobReader:
@@ -59,7 +50,7 @@ class BlobReader:
         self._spawn = spawn
         self.chunk = max(1, chunk)
         self._chunks: collections.OrderedDict[int, bytes] = collections.OrderedDict()
-        self._flights: dict[int, _Flight] = {}
+        self._flights = SingleFlight()
 
     def clear(self) -> None:
         self._chunks.clear()
@@ -103,40 +94,25 @@ class BlobReader:
             _logger.debug("blob read-ahead of %s chunk %d failed: %s", self.digest, index, exc)
 
     async def _chunk(self, index: int) -> bytes:
-        while True:
-            data = self._chunks.get(index)
-            if data is not None:
-                self._chunks.move_to_end(index)
-                return data
-            flight = self._flights.get(index)
-            if flight is None:
-                break
-            await flight.done.wait()
-            if flight.data is not None:
-                return flight.data
-            if not isinstance(flight.error, trio.Cancelled):
-                raise SpanUnavailableError(str(flight.error)) from None
-            # whoever fetched it gave up: fetch it ourselves
-        flight = _Flight()
-        self._flights[index] = flight
+        return await self._flights.get(index, self._kept, self._fetch_chunk)
+
+    def _kept(self, index: int) -> bytes | None:
+        data = self._chunks.get(index)
+        if data is not None:
+            self._chunks.move_to_end(index)
+        return data
+
+    async def _fetch_chunk(self, index: int) -> bytes:
         start = index * self.chunk
         stop = min(start + self.chunk, self.size)
         try:
-            try:
-                fetched: bytes = await run_in_thread(self._read_range, start, stop, limiter=self.limiter)
-            except (RegistryError, ValueError) as exc:
-                raise SpanUnavailableError(f"layer {self.digest}: blob bytes {start}-{stop}: {exc}") from None
-            if len(fetched) != stop - start:
-                raise SpanUnavailableError(f"layer {self.digest}: the registry sent {len(fetched)} of blob bytes "
-                                           f"{start}-{stop}")
-            self._chunks[index] = fetched
-            while len(self._chunks) > KEPT_CHUNKS:
-                self._chunks.popitem(last=False)
-            flight.data = fetched
-            return fetched
-        except BaseException as exc:
-            flight.error = exc
-            raise
-        finally:
-            del self._flights[index]
-            flight.done.set()
+            fetched: bytes = await run_in_thread(self._read_range, start, stop, limiter=self.limiter)
+        except (RegistryError, ValueError) as exc:
+            raise SpanUnavailableError(f"layer {self.digest}: blob bytes {start}-{stop}: {exc}") from None
+        if len(fetched) != stop - start:
+            raise SpanUnavailableError(f"layer {self.digest}: the registry sent {len(fetched)} of blob bytes "
+                                       f"{start}-{stop}")
+        self._chunks[index] = fetched
+        while len(self._chunks) > KEPT_CHUNKS:
+            self._chunks.popitem(last=False)
+        return fetched
