@@ -17,7 +17,6 @@ from socikit.oci.descriptor import Descriptor
 from socikit.pipeline.cache import ZtocCache
 from socikit.pipeline.convert import ConversionResult, ConvertOptions, TagMove, convert_image
 from socikit.pipeline.events import Event
-from socikit.pipeline.store import LocalStore
 from socikit.transports import SINK_TRANSPORTS, SOURCE_ONLY_TRANSPORTS, open_sink, open_source
 
 if TYPE_CHECKING:
@@ -80,6 +79,8 @@ def run_create(
     on_event: Callable[[Event], None] | None = None,
 ) -> ConversionResult:
     """`socikit create SRC`: v1 indexes into the local store, for `socikit push --v1`."""
+    from socikit.pipeline.store import LocalStore  # convert never needs the store (or content.layout with it)
+
     with open_source(parse_reference(source_ref), registry_options=registry) as source:
         store = LocalStore(root, image_ref=str(parse_reference(source_ref)))
         return convert_image(

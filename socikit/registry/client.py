@@ -1,12 +1,13 @@
 """`RegistryClient`: the one client socikit uses for OCI distribution-spec v1.1 registries
 (convert, push and the snapshotter's span fetches).
 
-Built on oras-py's `Registry` for its `requests.Session` (cookies ignored) and its auth-backend
-slot (filled by `RegistryAuth`); oras's `do_request` is replaced with socikit's request policy:
-bounded retries with exponential backoff on 5xx/429/dropped connections, one re-authentication
-per request, and every failure mapped to `RegistryError` (`AuthError` for refused credentials,
-`RegistryStatusError` for an unexpected status, `BlobNotFoundError` for a missing blob or
-manifest). Manifests and indexes are sent and received as exact bytes.
+Sends through a `requests.Session` set up as oras-py's `Registry` sets up its own (cookies
+ignored), authenticated by `RegistryAuth` (an oras-py auth backend), under socikit's request
+policy in place of oras's `do_request`: bounded retries with exponential backoff on
+5xx/429/dropped connections, one re-authentication per request, and every failure mapped to
+`RegistryError` (`AuthError` for refused credentials, `RegistryStatusError` for an unexpected
+status, `BlobNotFoundError` for a missing blob or manifest). Manifests and indexes are sent and
+received as exact bytes.
 
 Requests that move blob bytes survive a dropped connection under the same `RetryPolicy`: a
 download that ends early resumes with a `Range` request from the bytes already received, and a
@@ -25,12 +26,13 @@ import re
 import ssl
 import time
 from collections.abc import Callable, Generator, Iterable, Mapping
+from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 from urllib.parse import urlencode, urljoin, urlsplit
 
-import oras.provider  # type: ignore[import-untyped]
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
@@ -149,24 +151,17 @@ class _ContextAdapter(HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-class _Transport(oras.provider.Registry):  # type: ignore[misc]
-    """oras-py's Registry with socikit's request policy in place of its `do_request`.
-
-    oras's own `do_request` retries every exception with sleeps of 2+3**n seconds, never
-    retries 503/429, raises ValueError for auth failures and keeps one token per registry."""
-
-    def __init__(self, client: RegistryClient, verify: bool | str) -> None:
-        super().__init__(hostname=client.host, insecure=client.plain_http, tls_verify=verify,
-                         auth_backend="token")
-        self._client = client
-
-    def do_request(self, url: str, method: str = "GET", data: bytes | None = None,
-                   headers: dict[str, str] | None = None, json: Any = None,
-                   stream: bool = False) -> requests.Response:
-        if json is not None:
-            raise TypeError("socikit sends exact bytes; pass data=")
-        return self._client._request(method, url, what=f"{method} {urlsplit(url).path}",
-                                     headers=headers, data=data, stream=stream, ok=None)
+def _new_session(verify: bool | str) -> requests.Session:
+    """A session as oras-py's `Registry` makes one: cookies ignored (some registries, Harbor among
+    them, take a cookie as the sign of a browser and start asking for CSRF tokens) and urllib3's
+    insecure-request warning silenced when TLS is not verified. Not `Registry` itself: its module
+    imports jsonschema (~50-80 ms) before the first layer could be read, for manifest checks
+    socikit does not use."""
+    session = requests.Session()
+    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    if not verify:
+        urllib3.disable_warnings()
+    return session
 
 
 class RegistryClient:
@@ -185,15 +180,13 @@ class RegistryClient:
         self.retry = retry or RetryPolicy()
         self.base_url = f"{'http' if plain_http else 'https'}://{host}"
         verify: bool | str = tls_verify
-        self._transport = _Transport(self, verify)
-        self.session: requests.Session = self._transport.session
+        self.session: requests.Session = _new_session(verify)
         self.session.headers["User-Agent"] = "socikit"
         if cert_dir is not None and not plain_http:
             context = _build_ssl_context(Path(cert_dir), tls_verify)
             self.session.mount(f"https://{host}/", _ContextAdapter(context))
         self._verify = verify
         self.auth = RegistryAuth(host, credentials, self.session, verify=verify)
-        self._transport.auth = self.auth
 
     def __repr__(self) -> str:
         return f"RegistryClient(host={self.host!r}, plain_http={self.plain_http})"

@@ -9,12 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.vectors import REPO_ROOT
+from tests.vectors import REPO_ROOT, all_vectors
 
-# Run a command in a fresh interpreter and report which modules it loaded.
+MULTI = next(v for v in all_vectors() if v.name == "multi-platform")
+
+# Run a command in a fresh interpreter and report which modules it loaded, in all and when it
+# first forked (the layer workers: what is imported before is paid before the first layer is read).
 _PROBE = """
 import json, sys
 sys.argv = ["socikit", *json.loads(sys.argv[1])]
+at_fork = []
+def first_fork(event, args):
+    if event == "os.fork" and not at_fork:
+        at_fork.append(sorted(sys.modules))
+sys.addaudithook(first_fork)
 from socikit.cli import main
 code = 0
 try:
@@ -22,21 +30,33 @@ try:
 except SystemExit as exc:
     code = exc.code or 0
 print("MODULES=" + json.dumps(sorted(sys.modules)), file=sys.stderr)
+if at_fork:
+    print("FORK_MODULES=" + json.dumps(at_fork[0]), file=sys.stderr)
 print("EXIT=" + str(code), file=sys.stderr)
 """
 
 HEAVY = ("pydantic", "rich", "jsonschema", "oras", "requests", "python_on_whales", "socikit.registry")
+# What talking to a registry takes (socikit.registry.options, plain data, is not part of it).
+REGISTRY_STACK = ("requests", "urllib3", "charset_normalizer", "oras", "socikit.registry.auth",
+                  "socikit.registry.client", "socikit.registry.store")  # fmt: skip
 
 
-def _loaded(*argv: str) -> set[str]:
+def loaded_and_at_fork(*argv: str) -> tuple[set[str], set[str] | None]:
+    """Modules a successful `socikit ARGV` loaded: in all, and when it first forked (None if it
+    did not)."""
     result = subprocess.run(
         [sys.executable, "-c", _PROBE, json.dumps(list(argv))],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     lines = result.stderr.splitlines()
     assert "EXIT=0" in lines, result.stderr[-2000:]  # the command itself succeeded
-    line = next(x for x in lines if x.startswith("MODULES="))
-    return set(json.loads(line.removeprefix("MODULES=")))
+    found = {key: set(json.loads(x.split("=", 1)[1])) for x in lines for key in ("MODULES", "FORK_MODULES")
+             if x.startswith(key + "=")}  # fmt: skip
+    return found["MODULES"], found.get("FORK_MODULES")
+
+
+def _loaded(*argv: str) -> set[str]:
+    return loaded_and_at_fork(*argv)[0]
 
 
 def _heavy(modules: set[str]) -> set[str]:
@@ -82,3 +102,23 @@ def test_a_command_registers_only_its_own_module(tmp_path: Path) -> None:
     assert "socikit.cli.index" in commands
     everything = {m for m in _loaded("--help") if m.startswith("socikit.cli.")}
     assert {"socikit.cli.convert", "socikit.cli.snapshotter", "socikit.cli.store", "socikit.cli.ztoc"} <= everything
+
+
+def registry_stack(modules: set[str]) -> set[str]:
+    return {m for m in modules if m.split(".")[0] in REGISTRY_STACK or m.startswith(REGISTRY_STACK)}
+
+
+def test_convert_between_layouts_loads_no_registry_stack(tmp_path: Path) -> None:
+    """An OCI layout to OCI layout conversion never loads requests or oras, nor the local store;
+    jsonschema (the pre-write checks) is imported once the layer workers are forked, while they
+    index, not before the first layer is read."""
+    modules, at_fork = loaded_and_at_fork(
+        "convert", "--all-platforms", "--span-size", "65536", "--min-layer-size", "0", "--jobs", "2", "--no-cache",
+        "--progress", "none", f"oci:{MULTI.input_dir}:latest", f"oci:{tmp_path / 'out'}:soci",
+    )  # fmt: skip
+    assert (tmp_path / "out" / "index.json").is_file()
+    assert not registry_stack(modules), registry_stack(modules)
+    assert "socikit.pipeline.store" not in modules
+    assert at_fork is not None  # several layers on two jobs: worker processes
+    assert "socikit.validate.prewrite" in modules and "jsonschema" in modules  # the result was checked ...
+    assert not {m for m in at_fork if m.startswith(("jsonschema", "socikit.validate"))}  # ... after the fork
