@@ -356,6 +356,11 @@ class OciArchiveSink(Closing):
         if not self._in_old(desc):
             self._staging().copy_blob(desc, source, verified=verified)
 
+    def stream_uploader(self, source: ImageSource) -> Callable[[Descriptor], Any] | None:
+        """Layers staged into the temp layout from the streams that index them (see
+        `LayoutSink.stream_uploader`): a layer is read from the source once."""
+        return self._staging().stream_uploader(source)
+
     def write_manifest(self, desc: Descriptor, data: bytes) -> None:
         self._staging().write_manifest(desc, data)
 

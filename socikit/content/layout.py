@@ -25,13 +25,14 @@ import functools
 import hashlib
 import json
 import os
+import secrets
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO, Self
 
-from socikit.atomic import atomic_writer, write_atomic
+from socikit.atomic import NEW_FILE_MODE, atomic_writer, write_atomic
 from socikit.content.base import Closing, ImageSource
 from socikit.errors import DigestMismatchError, FormatError, ImageError, UnreadableInputError
 from socikit.oci import gojson
@@ -259,6 +260,52 @@ def _flocked(directory: Path, operation: int = fcntl.LOCK_EX) -> Iterator[int]:
 
 # --- sink ----------------------------------------------------------------------------------------
 
+_STAGE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+
+
+def _staged_path(root: Path, token: str, digest: str) -> Path:
+    return _blob_path(root, digest).with_name(f".{digest_hex(digest)}.staged-{token}")
+
+
+class _StagedBlob:
+    """A layer's bytes written into the layout as the builder reads them (in a worker process),
+    under a name only this conversion's sink knows. `finish` leaves the file in place and says
+    the blob is not in the layout yet: the sink's `copy_blob` renames it into place in the main
+    process, where its undo can see it; the builder checked the digest of every byte it read
+    before `finish` is called. Unused staged files are removed by the sink."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._fd = os.open(path, _STAGE_FLAGS, NEW_FILE_MODE)
+
+    def write(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(self._fd, view):]
+
+    def finish(self) -> bool:
+        try:
+            os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+            self._fd = -1
+        return False
+
+    def abort(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        with contextlib.suppress(OSError):
+            self._path.unlink()
+
+
+def _stage_blob(root: Path, token: str, desc: Descriptor) -> _StagedBlob:
+    try:
+        return _StagedBlob(_staged_path(root, token, desc.digest))
+    except OSError as exc:
+        raise ImageError(f"cannot stage blob {desc.digest} in {root}: {_why(exc)}") from None
+
+
 class LayoutSink:
     """`oci:DIR[:TAG]` as an ImageSink. DIR is created at the first write if missing; an existing
     directory must be empty or already an OCI layout (socikit never scatters blobs into an
@@ -273,6 +320,7 @@ class LayoutSink:
         self._presence: int | None = None  # shared flock on blobs/ while this sink writes
         self._ready = False
         self._lock = threading.Lock()  # blobs are copied on several threads
+        self._stage_token = secrets.token_hex(8)  # names this sink's staged layers (see _StagedBlob)
         try:
             if self.root.parent.is_dir():
                 with _flocked(self.root.parent):
@@ -371,6 +419,7 @@ class LayoutSink:
         empty). When another writer is using the layout, its files are left alone: they may be
         what that writer's blobs are."""
         self._pending.clear()
+        self._discard_staged()
         created, self._created = self._created, []
         if not created:
             self._release()
@@ -412,6 +461,7 @@ class LayoutSink:
             except BaseException:
                 self.abort()
                 raise
+            self._discard_staged()
             self._release()
         else:
             self.abort()
@@ -421,6 +471,34 @@ class LayoutSink:
             self._release()
 
     # blobs
+
+    def stream_uploader(self, source: ImageSource) -> Callable[[Descriptor], _StagedBlob | None] | None:
+        """What writes a layer into the layout from the stream that indexes it, so a layer from a
+        registry (or any source but a layout, whose blobs are hard-linked) is read once: a
+        picklable `desc -> _StagedBlob` for the worker processes. The layout is created now,
+        before they fork."""
+        if isinstance(source, LayoutSource):
+            return None
+        self._ensure_ready()
+        return functools.partial(_stage_blob, self.root, self._stage_token)
+
+    def _discard_staged(self) -> None:
+        """Remove the staged layers no `copy_blob` took (a failed or skipped layer's)."""
+        with contextlib.suppress(OSError):
+            for path in (self.root / "blobs" / "sha256").glob(f".*.staged-{self._stage_token}"):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+    def _take_staged(self, desc: Descriptor, target: Path) -> bool:
+        """Rename a layer staged while it was indexed into place (see _StagedBlob)."""
+        staged = _staged_path(self.root, self._stage_token, desc.digest)
+        try:
+            if staged.stat().st_size != desc.size:
+                return False
+            os.replace(staged, target)
+        except OSError:
+            return False
+        return True
 
     def blob_path(self, digest: str) -> Path:
         return _blob_path(self.root, digest)
@@ -454,6 +532,9 @@ class LayoutSink:
         target = _blob_path(self.root, desc.digest)
         existed = target.exists()
         if isinstance(source, LayoutSource) and self._link_from(source, desc, verified=verified):
+            self._record(target, existed)
+            return
+        if self._take_staged(desc, target):
             self._record(target, existed)
             return
         try:

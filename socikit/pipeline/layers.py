@@ -50,7 +50,8 @@ class BlobUpload(Protocol):
 
 @runtime_checkable
 class StreamsBlobUploads(Protocol):
-    """A sink that can upload a layer from the stream the builder reads (a registry): a picklable
+    """A sink that can take a layer from the stream the builder reads (a registry uploads it, an
+    OCI layout stages it to rename into place when its blobs are written): a picklable
     `desc -> BlobUpload | None` for `source`'s layers (None for a layer with nothing to send),
     or None when that is not the way for this source."""
 

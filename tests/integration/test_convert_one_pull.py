@@ -139,3 +139,40 @@ def test_a_layer_that_cannot_be_indexed_cancels_its_streamed_upload(logged_pair,
     assert [r for r in writes if r.method == "DELETE" and "/blobs/uploads/" in r.path]  # the session is cancelled
     assert not [r for r in writes if "/manifests/" in r.path]  # no manifest and no tag
     assert requests.get(f"{dst.url}/v2/bad/tags/list", timeout=10).json().get("tags") in (None, [])
+
+
+def test_registry_to_an_oci_layout_pulls_each_layer_once(logged_pair, tmp_path: Path) -> None:
+    """The stream that indexes a layer also writes it into the layout (staged, then renamed into
+    place once the conversion writes its blobs)."""
+    src, _ = logged_pair
+    out = tmp_path / "out"
+    result = socikit(*CONVERT, push_original(src, "app"), f"oci:{out}:soci", root=tmp_path / "r")
+    assert result.returncode == 0, result.stderr
+    assert {digest: _pulls(src, "app", digest) for digest in LAYERS} == dict.fromkeys(LAYERS, 1)
+    assert not [p.name for p in (out / "blobs" / "sha256").iterdir() if p.name.startswith(".")]
+    assert LAYERS <= _layers(out)  # with the ztocs the SOCI index lists as its layers
+    assert all((out / "blobs" / "sha256" / digest.split(":")[1]).is_file() for digest in LAYERS)
+    skopeo("copy", "--all", f"oci:{out}:soci", f"oci:{tmp_path / 'copied'}:x")  # checks every digest
+    valid = socikit("validate", f"oci:{out}:soci")
+    assert valid.returncode == 0, valid.stdout + valid.stderr
+
+
+def test_registry_to_an_oci_archive_pulls_each_layer_once(logged_pair, tmp_path: Path) -> None:
+    src, _ = logged_pair
+    out = tmp_path / "out.tar"
+    result = socikit(*CONVERT, push_original(src, "app"), f"oci-archive:{out}:soci", root=tmp_path / "r")
+    assert result.returncode == 0, result.stderr
+    assert {digest: _pulls(src, "app", digest) for digest in LAYERS} == dict.fromkeys(LAYERS, 1)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.tar")] == []  # temp layout gone
+    skopeo("copy", "--all", f"oci-archive:{out}:soci", f"oci:{tmp_path / 'copied'}:x")  # checks every digest
+    assert LAYERS <= _layers(tmp_path / "copied")
+
+
+def test_a_failed_conversion_to_a_layout_leaves_no_staged_layer(logged_pair, tmp_path: Path) -> None:
+    src, _ = logged_pair
+    bad = CONFORMANCE / "bad-inputs" / "pax-global-header" / "input"
+    skopeo("copy", "--dest-tls-verify=false", f"oci:{bad}:latest", f"docker://{src.host}/bad:1")
+    out = tmp_path / "out"
+    result = socikit(*CONVERT, f"{src.host}/bad:1", f"oci:{out}:soci", root=tmp_path / "r")
+    assert result.returncode == 1 and "no layer was indexed" in result.stderr, result.stderr
+    assert not out.exists()  # the layout the conversion created (to stage into) is undone

@@ -295,6 +295,75 @@ def test_copy_between_layouts_links_verified_blobs(tmp_path: Path) -> None:
     assert sink.blob_path(config.digest).stat().st_ino == path.stat().st_ino
 
 
+class _UnreadableSource(_FakeSource):
+    """A source whose blobs must not be read: what the sink takes must come from elsewhere."""
+
+    def open_blob(self, desc: Descriptor) -> BinaryIO:
+        raise AssertionError(f"{desc.digest} was read from the source again")
+
+
+def _staged(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "blobs" / "sha256").iterdir() if ".staged-" in p.name)
+
+
+def test_a_layer_staged_while_indexed_is_taken_without_reading_the_source(tmp_path: Path) -> None:
+    """A layer written from the indexing stream (in a worker) is renamed into place by
+    copy_blob: the source is not read a second time, and the blob appears only then."""
+    root = tmp_path / "l"
+    payload = os.urandom(3 << 20)
+    desc, _ = _blob(payload)
+    with LayoutSink(root, tag="v1") as sink:
+        uploader = sink.stream_uploader(_FakeSource(payload))
+        assert uploader is not None
+        staged = uploader(desc)
+        for start in range(0, len(payload), 1 << 20):
+            staged.write(payload[start:start + (1 << 20)])
+        assert staged.finish() is False  # not in the layout until copy_blob takes it
+        assert not sink.has_blob(desc) and len(_staged(root)) == 1
+        sink.copy_blob(desc, _UnreadableSource(payload))
+        assert sink.blob_path(desc.digest).read_bytes() == payload
+        assert _staged(root) == []
+        mode = sink.blob_path(desc.digest).stat().st_mode & 0o777
+        assert mode == 0o666 & ~_umask()
+        sink.abort()  # nothing committed: the taken blob is undone like any other write
+    assert not sink.blob_path(desc.digest).exists()
+
+
+def test_staged_layers_nobody_took_are_removed_and_a_short_one_is_not_used(tmp_path: Path) -> None:
+    root = tmp_path / "l"
+    whole = os.urandom(1 << 20)
+    desc, _ = _blob(whole)
+    other, _ = _blob(b"other layer")
+    with LayoutSink(root) as sink:
+        uploader = sink.stream_uploader(_FakeSource(whole))
+        assert uploader is not None
+        short = uploader(desc)
+        short.write(whole[:1000])
+        short.finish()
+        left = uploader(other)
+        left.write(b"other layer")
+        left.finish()
+        sink.copy_blob(desc, _FakeSource(whole))  # the short staged file is ignored: copied whole
+        assert sink.blob_path(desc.digest).read_bytes() == whole
+        aborted = uploader(_blob(b"failed layer")[0])
+        aborted.write(b"failed")
+        aborted.abort()
+        assert len(_staged(root)) == 2
+    assert _staged(root) == []  # leaving the block: what no copy took is gone
+
+
+def test_no_staging_from_another_layout(tmp_path: Path) -> None:
+    src_root, _ = _copy_vector(tmp_path)
+    assert LayoutSink(tmp_path / "dst").stream_uploader(LayoutSource(src_root)) is None  # hard links instead
+    assert not (tmp_path / "dst").exists()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_sink_refuses_unrelated_directories(tmp_path: Path) -> None:
     (tmp_path / "home").mkdir()
     (tmp_path / "home" / "notes.txt").write_text("mine")
