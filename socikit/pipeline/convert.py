@@ -431,9 +431,9 @@ def _copy_image_blobs(source: ImageSource, sink: ImageSink, image: _Image, verif
 class _EarlyCopies:
     """Blob copies (mounts, uploads) to a registry or OCI layout destination that run while the
     layers are indexed, on threads: a blob nothing refers to yet is invisible there (and a layout
-    undoes it on failure), so these need not wait for validation. Each ztoc goes up as soon as its layer is built. Started once the worker
-    processes exist (forking with copy threads running could hand a worker a lock held forever);
-    what comes earlier waits for the start."""
+    undoes it on failure), so these need not wait for validation. Each ztoc goes up as soon as
+    its layer is built. Started once the worker processes exist (forking with copy threads
+    running could hand a worker a lock held forever); what comes earlier waits for the start."""
 
     def __init__(self, source: ImageSource, sink: ImageSink) -> None:
         self._source = source
