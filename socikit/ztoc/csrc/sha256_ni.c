@@ -1,16 +1,16 @@
 /*
  * SHA-256 block compression with the x86 SHA extensions (SHA-NI), one lane or two.
  *
- * A single SHA-256 stream on SHA-NI is bound by the latency of SHA256RNDS2: every pair of rounds
- * needs the state the previous pair produced, so most of the time the unit waits. The hashing
+ * A single SHA-256 stream on SHA-NI waits on the latency of SHA256RNDS2: every pair of rounds
+ * needs the state the previous pair produced. The hashing
  * thread hashes each compressed byte twice (the layer digest and the current span's digest), two
  * independent streams, so `sha256_ni_blocks2` runs their rounds side by side: while one lane's
  * SHA256RNDS2 is in flight the other lane's can issue.
  *
  * The block functions come in two builds of sha256_ni_rounds.h. Both take the rounds and the
  * sigma1 half of the message schedule from SHA256RNDS2 and SHA256MSG2. The plain build takes the
- * sigma0 half from SHA256MSG1; the AVX-512 build computes it with three AVX-512VL operations
- * (two rotates and a three-way XOR) instead, because on Ice Lake (the CPU this was measured on)
+ * sigma0 half from SHA256MSG1; the AVX-512 build computes it with four AVX-512VL operations
+ * (two rotates, a shift and a three-way XOR) instead, because on Ice Lake (the CPU this was measured on)
  * SHA256MSG1 and SHA256MSG2 issue only about once every six cycles and, not the round latency,
  * were what bounded the speed: two lanes gained nothing until MSG1 left the picture.
  *
