@@ -1,7 +1,7 @@
 /*
  * The native half of the ztoc engine (module socikit.ztoc._engine): pure C parts shared by the
- * module's files. Nothing in tar.c, flatbuf.c or sha256.c touches Python objects, so all of it
- * runs without the GIL.
+ * module's files. Nothing in tar.c, flatbuf.c, sha256.c or sha256_ni.c touches Python objects,
+ * so all of it runs without the GIL.
  */
 #ifndef SOCIKIT_ENGINE_H
 #define SOCIKIT_ENGINE_H
@@ -21,7 +21,7 @@ int bytebuf_reserve(bytebuf *buf, size_t extra); /* 0, or -1 when out of memory 
 int bytebuf_append(bytebuf *buf, const void *data, size_t len);
 void bytebuf_free(bytebuf *buf);
 
-/* ---- SHA-256 (libcrypto when it can be loaded, else a portable implementation) -------------- */
+/* ---- SHA-256 (SHA-NI when the CPU has it, else libcrypto when it loads, else portable) ------- */
 
 typedef struct {
     _Alignas(16) uint8_t state[256]; /* OpenSSL's SHA256_CTX (112 bytes) or ours */
@@ -29,12 +29,30 @@ typedef struct {
 
 void sha256_init(sha256_ctx *ctx);
 void sha256_update(sha256_ctx *ctx, const uint8_t *data, size_t len);
+/* The same bytes into two contexts: on SHA-NI their blocks are compressed as two interleaved
+ * lanes (the contexts may hold different amounts of buffered bytes). */
+void sha256_update_pair(sha256_ctx *a, sha256_ctx *b, const uint8_t *data, size_t len);
 void sha256_final(sha256_ctx *ctx, uint8_t digest[32]);
-/* "libcrypto" or "portable"; `sha256_use_portable(1)` forces the portable code (tests). */
+/* "sha-ni-avx512", "sha-ni", "libcrypto" or "portable": what sha256_init picks for new contexts. */
 const char *sha256_backend(void);
+/* Tests: force a backend by name (NULL: the automatic choice). 0, or -1 when that backend is
+ * unknown or cannot run here. `sha256_use_portable(1)` is sha256_use_backend("portable"). */
+int sha256_use_backend(const char *name);
 void sha256_use_portable(int portable);
 /* "sha256:" + 64 hex digits, NUL-terminated (72 bytes). */
 void sha256_hexdigest(sha256_ctx *ctx, char out[72]);
+
+extern const uint32_t sha256_round_constants[64];
+/* sha256_ni.c: what the CPU (and OS) allow, SHA_NI_BASE and SHA_NI_AVX512 bits; a function may
+ * be called only when its bit is set. `blocks` compresses n 64-byte blocks into h, `blocks2`
+ * n blocks of each of two streams as interleaved lanes. The _avx512 builds take sigma0 of the
+ * message schedule from AVX-512VL instead of SHA256MSG1. */
+enum { SHA_NI_BASE = 1, SHA_NI_AVX512 = 2 };
+int sha256_ni_support(void);
+void sha256_ni_blocks(uint32_t h[8], const uint8_t *p, size_t n);
+void sha256_ni_blocks2(uint32_t ha[8], const uint8_t *pa, uint32_t hb[8], const uint8_t *pb, size_t n);
+void sha256_ni_blocks_avx512(uint32_t h[8], const uint8_t *p, size_t n);
+void sha256_ni_blocks2_avx512(uint32_t ha[8], const uint8_t *pa, uint32_t hb[8], const uint8_t *pb, size_t n);
 
 /* ---- the TOC store ------------------------------------------------------------------------- */
 

@@ -101,21 +101,40 @@ static void hasher_span_done(hasher *h) {
     h->span_open = 0;
 }
 
+/* The span takes data[from..to); the blob takes every byte of the job once, in order, and
+ * `*blob_done` says how far it got. Bytes both take go through one pair update (two SHA-NI
+ * lanes); the byte a checkpoint shares with the span before is the span's alone the second time. */
+static void hasher_span_bytes(hasher *h, const uint8_t *data, size_t from, size_t to, size_t *blob_done) {
+    if (from < *blob_done) {
+        size_t seen = to < *blob_done ? to : *blob_done;
+        sha256_update(&h->span, data + from, seen - from);
+        from = seen;
+    }
+    if (from == to) {
+        return;
+    }
+    if (*blob_done < from) {
+        sha256_update(&h->blob, data + *blob_done, from - *blob_done);
+    }
+    sha256_update_pair(&h->blob, &h->span, data + from, to - from);
+    *blob_done = to;
+}
+
 static void hasher_run_job(hasher *h, hash_job *job) {
     const uint8_t *data = job->data;
     size_t len = job->len;
-    sha256_update(&h->blob, data, len);
+    size_t blob_done = 0;
     if (h->fixed) {
-        while (len) {
+        size_t pos = 0;
+        while (pos < len) {
             if (!h->span_open) {
                 sha256_init(&h->span);
                 h->span_open = 1;
             }
             uint64_t room = h->span_size - h->span_fill;
-            size_t take = room < len ? (size_t)room : len;
-            sha256_update(&h->span, data, take);
-            data += take;
-            len -= take;
+            size_t take = room < len - pos ? (size_t)room : len - pos;
+            hasher_span_bytes(h, data, pos, pos + take, &blob_done);
+            pos += take;
             h->span_fill += take;
             if (h->span_fill == h->span_size) {
                 hasher_span_done(h);
@@ -128,7 +147,7 @@ static void hasher_run_job(hasher *h, hash_job *job) {
     for (size_t i = 0; i < job->ncuts; i++) {
         uint64_t cut = job->cuts[2 * i], span_start = job->cuts[2 * i + 1];
         if (h->span_open) {
-            sha256_update(&h->span, data + pos, (size_t)(cut - job->start) - pos);
+            hasher_span_bytes(h, data, pos, (size_t)(cut - job->start), &blob_done);
             hasher_span_done(h);
         }
         sha256_init(&h->span);
@@ -141,7 +160,10 @@ static void hasher_run_job(hasher *h, hash_job *job) {
         }
     }
     if (h->span_open) {
-        sha256_update(&h->span, data + pos, len - pos);
+        hasher_span_bytes(h, data, pos, len, &blob_done);
+    }
+    if (blob_done < len) {
+        sha256_update(&h->blob, data + blob_done, len - blob_done);
     }
     if (len) {
         h->last_byte = data[len - 1];
@@ -1056,6 +1078,79 @@ static PyObject *use_portable_sha256(PyObject *module, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+static PyObject *use_sha256_backend(PyObject *module, PyObject *arg) {
+    (void)module;
+    const char *name = NULL;
+    if (arg != Py_None) {
+        name = PyUnicode_AsUTF8(arg);
+        if (name == NULL) {
+            return NULL;
+        }
+    }
+    if (sha256_use_backend(name) != 0) {
+        PyErr_Format(PyExc_ValueError, "SHA-256 backend %R is unknown or cannot run here", arg);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* Feed each buffer of `chunks` (a list) to `update(ctx, data, len)` or, when `b` is set, to the
+ * pair update of `a` and `b`. 0, or -1 with an exception set. */
+static int feed_chunks(PyObject *chunks, sha256_ctx *a, sha256_ctx *b) {
+    if (!PyList_Check(chunks)) {
+        PyErr_SetString(PyExc_TypeError, "chunks must be a list of bytes-like objects");
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(chunks); i++) {
+        Py_buffer data;
+        if (PyObject_GetBuffer(PyList_GET_ITEM(chunks, i), &data, PyBUF_SIMPLE) != 0) {
+            return -1;
+        }
+        if (b) {
+            sha256_update_pair(a, b, data.buf, (size_t)data.len);
+        } else {
+            sha256_update(a, data.buf, (size_t)data.len);
+        }
+        PyBuffer_Release(&data);
+    }
+    return 0;
+}
+
+static PyObject *sha256_chunks_py(PyObject *module, PyObject *arg) {
+    (void)module;
+    sha256_ctx ctx;
+    char text[72];
+    sha256_init(&ctx);
+    if (feed_chunks(arg, &ctx, NULL) != 0) {
+        return NULL;
+    }
+    sha256_hexdigest(&ctx, text);
+    return PyUnicode_FromString(text);
+}
+
+static PyObject *sha256_pair_py(PyObject *module, PyObject *args) {
+    (void)module;
+    Py_buffer prefix_a, prefix_b;
+    PyObject *chunks;
+    if (!PyArg_ParseTuple(args, "y*y*O", &prefix_a, &prefix_b, &chunks)) {
+        return NULL;
+    }
+    sha256_ctx a, b;
+    char text_a[72], text_b[72];
+    sha256_init(&a);
+    sha256_init(&b);
+    sha256_update(&a, prefix_a.buf, (size_t)prefix_a.len);
+    sha256_update(&b, prefix_b.buf, (size_t)prefix_b.len);
+    PyBuffer_Release(&prefix_a);
+    PyBuffer_Release(&prefix_b);
+    if (feed_chunks(chunks, &a, &b) != 0) {
+        return NULL;
+    }
+    sha256_hexdigest(&a, text_a);
+    sha256_hexdigest(&b, text_b);
+    return Py_BuildValue("(ss)", text_a, text_b);
+}
+
 static PyObject *sha256_py(PyObject *module, PyObject *arg) {
     (void)module;
     Py_buffer data;
@@ -1088,9 +1183,15 @@ static PyObject *format_mod_time_py(PyObject *module, PyObject *args) {
 
 static PyMethodDef module_methods[] = {
     {"set_entry_type", set_entry_type, METH_O, "The tuple subclass TOC entries are made as (FileMetadata)."},
-    {"sha256_backend", sha256_backend_py, METH_NOARGS, "'libcrypto' or 'portable'."},
+    {"sha256_backend", sha256_backend_py, METH_NOARGS, "'sha-ni-avx512', 'sha-ni', 'libcrypto' or 'portable'."},
     {"use_portable_sha256", use_portable_sha256, METH_O, "Force the portable SHA-256 (tests)."},
+    {"use_sha256_backend", use_sha256_backend, METH_O,
+     "Force a SHA-256 backend by name, or None for the automatic choice (tests)."},
     {"sha256", sha256_py, METH_O, "sha256(data) -> 'sha256:<hex>' through the hashing thread's code."},
+    {"sha256_chunks", sha256_chunks_py, METH_O, "sha256_chunks([data, ...]): one update per chunk (tests)."},
+    {"sha256_pair", sha256_pair_py, METH_VARARGS,
+     "sha256_pair(prefix_a, prefix_b, chunks) -> two digests: each context gets its prefix alone, "
+     "then every chunk through the pair update (tests)."},
     {"format_mod_time", format_mod_time_py, METH_VARARGS, "format_mod_time(seconds, nanos) as the TOC stores it."},
     {NULL, NULL, 0, NULL},
 };
