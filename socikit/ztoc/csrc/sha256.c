@@ -54,10 +54,13 @@ static int current_backend(void) {
     if (shani_support & SHA_NI_AVX512) {
         return BACKEND_SHANI_AVX512;
     }
-    if (shani_support & SHA_NI_BASE) {
-        return BACKEND_SHANI;
+    /* SHA-NI alone measured no faster than libcrypto (its message-schedule instructions bound
+     * both), so libcrypto stays the choice where it loads; plain SHA-NI only replaces the
+     * portable code. */
+    if (crypto_init != NULL) {
+        return BACKEND_LIBCRYPTO;
     }
-    return crypto_init != NULL ? BACKEND_LIBCRYPTO : BACKEND_PORTABLE;
+    return (shani_support & SHA_NI_BASE) ? BACKEND_SHANI : BACKEND_PORTABLE;
 }
 
 static int backend_available(int backend) {
