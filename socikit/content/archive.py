@@ -293,6 +293,8 @@ class OciArchiveSink(Closing):
     written to FILE before `tag()`; `close()` removes the temp directory, and before `tag()` also
     the parent directories this sink had to create."""
 
+    copies_while_indexing = False  # as its staging layout
+
     def __init__(self, path: str | os.PathLike[str], *, tag: str = "latest") -> None:
         self.path = Path(path)
         self.tag_name = tag

@@ -312,6 +312,8 @@ class LayoutSink:
     unrelated directory). See the module docstring for the transaction: `tag` commits, closing
     before it (or leaving a `with` block on an exception) undoes every write."""
 
+    copies_while_indexing = False  # local copies; layers just indexed are linked unhashed afterwards
+
     def __init__(self, root: str | os.PathLike[str], *, tag: str = "") -> None:
         self.root = Path(root)
         self.tag_name = tag

@@ -221,11 +221,12 @@ def convert_image(
         cache = cache.refreshing()
     image = read_image(source, options)
     all_layers = [layer for _, manifest, _ in image.selected for layer in manifest.layer_list]
-    # A registry or OCI layout destination gets each layer from the stream that indexes it, and
-    # every other blob while the layers are indexed: only manifests and tags wait for validation
-    # (a layout's blobs, like all its writes, are undone if the conversion fails).
+    # A registry or OCI layout destination gets each layer from the stream that indexes it; a
+    # registry also every other blob while the layers are indexed: only manifests and tags wait
+    # for validation (a blob nothing refers to is invisible there).
     uploader = sink.stream_uploader(source) if copy_image and isinstance(sink, StreamsBlobUploads) else None
-    early = _EarlyCopies(source, sink) if copy_image and isinstance(sink, StreamsBlobUploads) else None
+    early = _EarlyCopies(source, sink) if copy_image and isinstance(sink, StreamsBlobUploads) \
+        and sink.copies_while_indexing else None
 
     def while_waiting() -> None:
         if early is not None:
@@ -429,11 +430,11 @@ def _copy_image_blobs(source: ImageSource, sink: ImageSink, image: _Image, verif
 
 
 class _EarlyCopies:
-    """Blob copies (mounts, uploads) to a registry or OCI layout destination that run while the
-    layers are indexed, on threads: a blob nothing refers to yet is invisible there (and a layout
-    undoes it on failure), so these need not wait for validation. Each ztoc goes up as soon as
-    its layer is built. Started once the worker processes exist (forking with copy threads
-    running could hand a worker a lock held forever); what comes earlier waits for the start."""
+    """Blob copies (mounts, uploads) to a registry destination that run while the layers are
+    indexed, on threads: a blob nothing refers to yet is invisible there, so these need not wait
+    for validation. Each ztoc goes up as soon as its layer is built. Started once the worker
+    processes exist (forking with copy threads running could hand a worker a lock held forever);
+    what comes earlier waits for the start."""
 
     def __init__(self, source: ImageSource, sink: ImageSink) -> None:
         self._source = source

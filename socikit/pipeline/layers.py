@@ -53,7 +53,14 @@ class StreamsBlobUploads(Protocol):
     """A sink that can take a layer from the stream the builder reads (a registry uploads it, an
     OCI layout stages it to rename into place when its blobs are written): a picklable
     `desc -> BlobUpload | None` for `source`'s layers (None for a layer with nothing to send),
-    or None when that is not the way for this source."""
+    or None when that is not the way for this source.
+
+    `copies_while_indexing`: the sink also wants the image's other blobs while the layers are
+    indexed (a registry: each copy is a network round trip, and a blob nothing refers to is
+    invisible there). A layout does not: its copies are local, and after indexing the layers just
+    read are linked without being hashed again."""
+
+    copies_while_indexing: bool
 
     def stream_uploader(self, source: ImageSource) -> Callable[[Descriptor], BlobUpload | None] | None: ...
 

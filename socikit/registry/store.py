@@ -105,6 +105,8 @@ class RegistrySource:
 class RegistrySink:
     """Write access to `<host>/<repo>`, tagging `tag` last (no tag: content only)."""
 
+    copies_while_indexing = True  # see StreamsBlobUploads: copies are round trips, unseen until tagged
+
     def __init__(self, client: RegistryClient, repo: str, tag: str | None, *,
                  owns_client: bool = False) -> None:
         self.client = client
