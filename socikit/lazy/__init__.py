@@ -10,7 +10,7 @@
 | `remote` | registry endpoints (mirrors), credentials and clients for an image reference |
 | `artifacts` | SOCI index discovery and the index/ztoc fetch, once per manifest, kept on disk |
 | `events` | the counters a daemon maps onto its metrics |
-| `config` | `BackgroundFetchConfig`: the `[background_fetch]` section both daemons' configs take |
+| `config` | the config sections both daemons take: `[background_fetch]`, `[cache]`, `[pull_modes]`, mirrors |
 | `fuseprobe` | `fuse_unavailable`: whether this process can serve FUSE, before a daemon starts |
 
 Modules are imported by their users directly (pyfuse3 and trio load only with `fusefs`,

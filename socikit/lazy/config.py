@@ -1,4 +1,4 @@
-"""Settings of lazily served layers that the snapshotter's and the store's config files share."""
+"""Config sections the snapshotter's and the store's config files share."""
 
 from __future__ import annotations
 
@@ -17,4 +17,36 @@ class BackgroundFetchConfig:
     emit_metric_period_sec: int = 10
 
 
-__all__ = ["BackgroundFetchConfig"]
+@dataclass(frozen=True)
+class CacheConfig:
+    """`[cache]` (socikit's own): the on-disk span cache under the daemon's root."""
+
+    max_bytes: int = 10 << 30
+
+
+@dataclass(frozen=True)
+class MirrorConfig:
+    """One entry of `[resolver.host."<host>"] mirrors`: another host serving the same
+    repositories, tried before the registry itself; `insecure` means plain HTTP (the reference's
+    meaning)."""
+
+    host: str = ""
+    insecure: bool = False
+    request_timeout_sec: int = 0
+
+
+@dataclass(frozen=True)
+class PullModeConfig:
+    enable: bool = False
+
+
+@dataclass(frozen=True)
+class PullModesConfig:
+    """`[pull_modes.*]`: which SOCI index versions are looked for (v2 through the manifest's
+    annotation, v1 through the referrers API or its fallback tag)."""
+
+    soci_v1: PullModeConfig = PullModeConfig(enable=False)
+    soci_v2: PullModeConfig = PullModeConfig(enable=True)
+
+
+__all__ = ["BackgroundFetchConfig", "CacheConfig", "MirrorConfig", "PullModeConfig", "PullModesConfig"]

@@ -18,7 +18,7 @@ from typing import Any
 
 from socikit import tomlconfig
 from socikit.errors import ConfigError
-from socikit.lazy.config import BackgroundFetchConfig
+from socikit.lazy.config import BackgroundFetchConfig, CacheConfig, MirrorConfig, PullModesConfig
 
 DEFAULT_ADDRESS = Path("/run/socikit/snapshotter.sock")
 DEFAULT_ROOT = Path("/var/lib/socikit/snapshotter")
@@ -65,28 +65,6 @@ class FuseConfig:
 
 
 @dataclass(frozen=True)
-class PullModeConfig:
-    enable: bool = False
-
-
-@dataclass(frozen=True)
-class PullModesConfig:
-    """`[pull_modes.*]`: which SOCI index versions the daemon looks for."""
-
-    soci_v1: PullModeConfig = PullModeConfig(enable=False)
-    soci_v2: PullModeConfig = PullModeConfig(enable=True)
-
-
-@dataclass(frozen=True)
-class MirrorConfig:
-    """One entry of `[resolver.host."<host>"] mirrors`; `insecure` means plain HTTP."""
-
-    host: str = ""
-    insecure: bool = False
-    request_timeout_sec: int = 0
-
-
-@dataclass(frozen=True)
 class ResolverHostConfig:
     mirrors: tuple[MirrorConfig, ...] = ()
 
@@ -108,13 +86,6 @@ class SnapshotterSection:
 
     min_layer_size: int = 0
     allow_invalid_mounts_on_restart: bool = False
-
-
-@dataclass(frozen=True)
-class CacheConfig:
-    """`[cache]` (socikit's own): the on-disk span cache under the daemon root."""
-
-    max_bytes: int = 10 << 30
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from socikit import tomlconfig
 from socikit.errors import ConfigError
-from socikit.lazy.config import BackgroundFetchConfig
+from socikit.lazy.config import BackgroundFetchConfig, CacheConfig, MirrorConfig, PullModeConfig, PullModesConfig
 
 if TYPE_CHECKING:
     from socikit.lazy.remote import RegistryHosts
@@ -32,16 +32,6 @@ LOG_LEVELS = ("debug", "info", "warn", "error")
 # A registry as it appears in image references: a DNS name or [IPv6] literal, optional port.
 _HOST = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
                    r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?")
-
-
-@dataclass(frozen=True)
-class MirrorConfig:
-    """One entry of `mirrors`: another host serving the same repositories, tried before the
-    registry itself; `insecure` means plain HTTP (the reference's meaning)."""
-
-    host: str = ""
-    insecure: bool = False
-    request_timeout_sec: int = 0
 
 
 @dataclass(frozen=True)
@@ -76,20 +66,6 @@ class ResolverConfig:
 
 
 @dataclass(frozen=True)
-class PullModeConfig:
-    enable: bool = False
-
-
-@dataclass(frozen=True)
-class PullModesConfig:
-    """`[pull_modes.*]`: which SOCI index versions the store looks for (v2 through the
-    manifest's annotation, v1 through the referrers API or its fallback tag)."""
-
-    soci_v1: PullModeConfig = PullModeConfig(enable=False)
-    soci_v2: PullModeConfig = PullModeConfig(enable=True)
-
-
-@dataclass(frozen=True)
 class BlobConfig:
     """`[blob]`: fetching a served layer's bytes (spans for `diff`, ranges for `blob`)."""
 
@@ -107,13 +83,6 @@ class FuseConfig:
     attr_timeout: int = 1
     entry_timeout: int = 1
     negative_timeout: int = 1
-
-
-@dataclass(frozen=True)
-class CacheConfig:
-    """`[cache]`: the span cache under the store's root."""
-
-    max_bytes: int = 10 << 30
 
 
 @dataclass(frozen=True)
