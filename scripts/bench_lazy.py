@@ -233,10 +233,14 @@ def free_port() -> int:
 
 
 def start_registry(root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A docker-registry on 127.0.0.1 storing under `root` (access log off, deletes enabled)."""
     port = free_port()
+    root.mkdir(parents=True, exist_ok=True)
     config = root / "config.yml"
-    config.write_text("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n"
-                      f"    rootdirectory: {root / 'storage'}\nhttp:\n  addr: 127.0.0.1:{port}\n")
+    config.write_text(
+        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n"
+        f"    rootdirectory: {root / 'storage'}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n"
+    )
     proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(200):
         try:

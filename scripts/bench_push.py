@@ -27,47 +27,18 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_convert import image  # noqa: E402
-from bench_lazy import ThrottlingRelay  # noqa: E402
+from bench_lazy import ThrottlingRelay, start_registry  # noqa: E402
 from benchenv import SOCIKIT, Run, add_checkout_option, compile_socikit, run  # noqa: E402
 
-REGISTRY_BIN = "/usr/bin/docker-registry"
 SKOPEO_TLS = ["--src-tls-verify=false", "--dest-tls-verify=false"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_registry(root: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    root.mkdir(parents=True, exist_ok=True)
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n"
-        f"    rootdirectory: {root / 'storage'}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n"
-    )
-    proc = subprocess.Popen([REGISTRY_BIN, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(200):
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=1)
-            return proc, f"127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("docker-registry did not start")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
