@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.mounts import mounts_under
+
 START_TIMEOUT = 60.0
 # Debian's client: `docker build` uses BuildKit with DOCKER_BUILDKIT=1 (no buildx plugin needed).
 DOCKER_CLIENT = "/usr/bin/docker"
@@ -37,17 +39,6 @@ class Dockerd:
         if check and result.returncode != 0:
             raise AssertionError(f"docker {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
         return result
-
-
-def _mounts_under(base: Path) -> list[str]:
-    """Mount points below `base` (dockerd leaves overlay and netns mounts), deepest first."""
-    points = []
-    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
-        for line in handle:
-            point = line.split()[4].replace("\\040", " ")
-            if point == str(base) or point.startswith(f"{base}/"):
-                points.append(point)
-    return sorted(points, key=len, reverse=True)
 
 
 def start_dockerd(base: Path) -> tuple[subprocess.Popen[bytes], Dockerd]:
@@ -81,9 +72,9 @@ def stop_dockerd(proc: subprocess.Popen[bytes], base: Path) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=10)
-    for point in _mounts_under(base):
+    for point in mounts_under(base):
         subprocess.run(["umount", point], capture_output=True)
-    for point in _mounts_under(base):  # anything still busy: detach it
+    for point in mounts_under(base):  # anything still busy: detach it
         subprocess.run(["umount", "-l", point], capture_output=True)
 
 

@@ -58,6 +58,7 @@ from socikit.store.config import parse_config
 from socikit.store.resolve import Resolver
 from tests import images
 from tests.integration.registry_fixtures import RegistryServer
+from tests.mounts import mounts_under
 from tests.snapshotter.local_layers import unpack_layer
 from tests.vectors import REPO_ROOT
 
@@ -177,7 +178,7 @@ class PodmanStorage:
         for pid in _processes_mentioning(self.base):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        for point in _mounts_under(self.base):
+        for point in mounts_under(self.base):
             if subprocess.run(["umount", point], capture_output=True).returncode != 0:
                 subprocess.run(["umount", "-l", point], capture_output=True)
         shutil.rmtree(self.base, ignore_errors=True)
@@ -197,16 +198,6 @@ def _processes_mentioning(base: Path) -> list[int]:
         if os.fsencode(base) in cmdline:
             found.append(int(entry.name))
     return found
-
-
-def _mounts_under(base: Path) -> list[str]:
-    points = []
-    with open("/proc/self/mountinfo", encoding="utf-8") as handle:
-        for line in handle:
-            point = line.split()[4].replace("\\040", " ")
-            if point == str(base) or point.startswith(f"{base}/"):
-                points.append(point)
-    return sorted(points, key=len, reverse=True)
 
 
 @pytest.fixture
@@ -451,7 +442,7 @@ class FuseLayerStore:
 
 
 def _is_mounted(path: Path) -> bool:
-    return str(path) in _mounts_under(path)
+    return str(path) in mounts_under(path)
 
 
 @pytest.fixture
