@@ -501,14 +501,10 @@ class RegistryClient:
         Returns True when the registry mounted it (or `repo` already had it)."""
         if self.has_blob(repo, desc):
             return True
-        what = f"mount blob {self.host}/{repo}@{desc.digest} from {from_repo}"
-        query = urlencode({"mount": desc.digest, "from": from_repo})
-        resp = self._request("POST", self.url(repo, f"blobs/uploads/?{query}"), what=what,
-                             headers={"Content-Length": "0"}, ok=(201, 202))
-        resp.close()
-        if resp.status_code == 201:
+        location = self._try_mount(repo, desc, from_repo,
+                                   what=f"mount blob {self.host}/{repo}@{desc.digest} from {from_repo}")
+        if location is None:
             return True
-        location = self._location(resp, what)
 
         def open_source() -> IO[bytes]:
             return self.get_blob_stream(from_repo, desc, verify=False)
@@ -527,7 +523,12 @@ class RegistryClient:
         what = f"push blob {self.host}/{repo}@{desc.digest}"
         if mount_from is None:
             return self._start_upload(repo, what)
-        query = urlencode({"mount": desc.digest, "from": mount_from})
+        return self._try_mount(repo, desc, mount_from, what=what)
+
+    def _try_mount(self, repo: str, desc: Descriptor, from_repo: str, *, what: str) -> str | None:
+        """Ask the registry to mount `desc` into `repo` from `from_repo`: None when it did, else
+        the location of the upload session it opened instead."""
+        query = urlencode({"mount": desc.digest, "from": from_repo})
         resp = self._request("POST", self.url(repo, f"blobs/uploads/?{query}"), what=what,
                              headers={"Content-Length": "0"}, ok=(201, 202))
         resp.close()
