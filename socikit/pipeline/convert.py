@@ -133,6 +133,7 @@ class _Image:
     manifests: dict[str, bytes]  # digest -> bytes, every manifest of the image that could be read
     selected: list[tuple[Descriptor, ImageManifest, Platform]]
     root_platform: Platform | None = None  # a single-manifest image's platform, from its config
+    read: dict[str, bytes] = field(default_factory=dict)  # blobs read whole on the way (the config)
 
 
 def read_image(source: ImageSource, options: ConvertOptions) -> _Image:
@@ -162,8 +163,8 @@ def read_image(source: ImageSource, options: ConvertOptions) -> _Image:
     if root.media_type not in mt.MANIFEST_MEDIA_TYPES:
         raise ImageError(f"{root.digest} has media type {root.media_type!r}, which is neither a manifest nor an index")
     manifest = ImageManifest.from_json(root_bytes)
-    config = ImageConfig.from_json(source.read_blob(manifest.config))
-    platform = config.platform()
+    config_bytes = source.read_blob(manifest.config)
+    platform = ImageConfig.from_json(config_bytes).platform()
     manifests[root.digest] = root_bytes
     for wanted in options.platforms:
         if not matches(parse_platform(wanted), platform):
@@ -173,7 +174,8 @@ def read_image(source: ImageSource, options: ConvertOptions) -> _Image:
     # The reference records the requested platform as containerd parses it (which normalizes).
     build_platform = parse_platform(options.platforms[0]) if options.platforms else platform
     selected.append((root, manifest, build_platform))
-    return _Image(root, root_bytes, None, manifests, selected, root_platform=platform)
+    return _Image(root, root_bytes, None, manifests, selected, root_platform=platform,
+                  read={manifest.config.digest: config_bytes})
 
 
 def _choose_platforms(
@@ -233,7 +235,7 @@ def convert_image(
             streamed = set() if uploader is None else {layer.digest for layer in layers_to_build(
                 all_layers, span_size=options.span_size, min_layer_size=options.min_layer_size,
                 build_tool_identifier=options.build_tool_identifier, cache=cache)}  # fmt: skip
-            early.start([blob for blob in _image_blobs(image) if blob.digest not in streamed])
+            early.start([blob for blob in _image_blobs(image) if blob.digest not in streamed], read=image.read)
         if validate:
             _prepare_validation(options.index_version)
 
@@ -420,7 +422,11 @@ def _copy_image_blobs(source: ImageSource, sink: ImageSink, image: _Image, verif
     the CPU. `verified`: digests of blobs read whole and checked moments ago."""
 
     def copy(blob: Descriptor) -> None:
-        if not sink.has_blob(blob):
+        if sink.has_blob(blob):
+            return
+        if blob.digest in image.read:  # not read again from the source
+            sink.write_blob(blob, image.read[blob.digest])
+        else:
             sink.copy_blob(blob, source, verified=blob.digest in verified)
 
     blobs = [blob for blob in _image_blobs(image) if blob.digest not in done]
@@ -444,11 +450,13 @@ class _EarlyCopies:
         self._pending: list[tuple[Callable[..., None], Descriptor, bytes | None]] = []
         self._lock = threading.Lock()
 
-    def start(self, blobs: list[Descriptor]) -> None:
+    def start(self, blobs: list[Descriptor], *, read: dict[str, bytes]) -> None:
+        """Copy `blobs`; those in `read` (bytes already read from the source) are written as they are."""
         with self._lock:
             self._pool = ThreadPoolExecutor(max_workers=COPY_CONCURRENCY, thread_name_prefix="socikit-copy")
             for blob in blobs:
-                self._futures[blob.digest] = self._pool.submit(self._copy, blob)
+                task = self._write if blob.digest in read else self._copy
+                self._futures[blob.digest] = self._pool.submit(task, blob, read.get(blob.digest))
             for task, blob, data in self._pending:
                 self._futures[blob.digest] = self._pool.submit(task, blob, data)
             self._pending.clear()
