@@ -323,6 +323,7 @@ class LayoutSink:
         self._ready = False
         self._lock = threading.Lock()  # blobs are copied on several threads
         self._stage_token = secrets.token_hex(8)  # names this sink's staged layers (see _StagedBlob)
+        self._staging = False  # a stream_uploader was handed out: staged files may exist
         try:
             if self.root.parent.is_dir():
                 with _flocked(self.root.parent):
@@ -482,10 +483,13 @@ class LayoutSink:
         if isinstance(source, LayoutSource):
             return None
         self._ensure_ready()
+        self._staging = True
         return functools.partial(_stage_blob, self.root, self._stage_token)
 
     def _discard_staged(self) -> None:
         """Remove the staged layers no `copy_blob` took (a failed or skipped layer's)."""
+        if not self._staging:
+            return  # nothing was staged: no need to list a possibly large blobs/ directory
         with contextlib.suppress(OSError):
             for path in (self.root / "blobs" / "sha256").glob(f".*.staged-{self._stage_token}"):
                 with contextlib.suppress(OSError):
@@ -493,6 +497,8 @@ class LayoutSink:
 
     def _take_staged(self, desc: Descriptor, target: Path) -> bool:
         """Rename a layer staged while it was indexed into place (see _StagedBlob)."""
+        if not self._staging:
+            return False
         staged = _staged_path(self.root, self._stage_token, desc.digest)
         try:
             if staged.stat().st_size != desc.size:
