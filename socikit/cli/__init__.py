@@ -8,6 +8,7 @@ command still pay.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 from typing import TYPE_CHECKING, Any
@@ -40,6 +41,10 @@ def main() -> None:
         _register(_REGISTRAR[command])
     elif args[:1] != ["--version"]:
         _register(*_MODULES)
+    # What is imported by now lives until the process ends. Frozen, the collector no longer walks
+    # it in the full collections of the run and of interpreter shutdown: ~20 ms less per command
+    # (docs/performance.md, "CLI start-up").
+    gc.freeze()
     app()
 
 

@@ -135,6 +135,21 @@ class WritesReferrers(Protocol):
     def write_referrer(self, desc: Descriptor, data: bytes, subject: Descriptor) -> None: ...
 
 
+@runtime_checkable
+class WritesManifestsAtOnce(Protocol):
+    """A sink whose manifest writes are round trips that may overlap (a registry): manifests
+    that do not name each other (SOCI indexes, the image manifests that point at them) may be
+    written at once, up to `manifest_writes_at_once` of them, and a manifest stored and tagged in
+    one request (`write_tagged_manifest`: the PUT by tag stores it by digest as well). Indexes still
+    go after what they list, and the tag last."""
+
+    manifest_writes_at_once: int
+
+    def write_tagged_manifest(self, desc: Descriptor, data: bytes) -> None:
+        """`write_manifest` then `tag`, in one step where the store allows it."""
+        ...
+
+
 class Closing:
     """`with` support for sources whose `close()` is all there is to leaving the block."""
 
@@ -158,5 +173,6 @@ __all__ = [
     "OpensBlobsInWorkers",
     "ReadsManifestsByDigest",
     "ReadsReferrers",
+    "WritesManifestsAtOnce",
     "WritesReferrers",
 ]

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from socikit.content.base import ImageSink, ImageSource, WritesReferrers
+from socikit.content.base import ImageSink, ImageSource, WritesManifestsAtOnce, WritesReferrers
 from socikit.errors import ImageError
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor, Platform, descriptor_for
@@ -236,8 +236,9 @@ def convert_image(
                 all_layers, span_size=options.span_size, min_layer_size=options.min_layer_size,
                 build_tool_identifier=options.build_tool_identifier, cache=cache)}  # fmt: skip
             early.start([blob for blob in _image_blobs(image) if blob.digest not in streamed], read=image.read)
+            early.write(_soci_config(), mt.EMPTY_JSON_BLOB)  # every SOCI index's config
         if validate:
-            _prepare_validation(options.index_version)
+            _prepare_validation()
 
     def on_layer_event(event: Event) -> None:
         if early is not None and isinstance(event, LayerFinished) and event.outcome.ztoc is not None:
@@ -326,8 +327,8 @@ def convert_image(
             sink.write_blob(descriptor_for(data, mt.MEDIA_TYPE_ZTOC), data)
     for data in prefetch_blobs.values():
         sink.write_blob(descriptor_for(data, mt.MEDIA_TYPE_SOCI_PREFETCH), data)
-    empty = descriptor_for(mt.EMPTY_JSON_BLOB, mt.ARTIFACT_TYPE_SOCI_INDEX_V1)
-    sink.write_blob(empty, mt.EMPTY_JSON_BLOB)
+    if _soci_config().digest not in copied:
+        sink.write_blob(_soci_config(), mt.EMPTY_JSON_BLOB)
 
     if converted is None:  # v1: the image unchanged, SOCI indexes refer to it
         if copy_image:
@@ -342,12 +343,11 @@ def convert_image(
         return ConversionResult(options.index_version, image.root, tuple(platform_results),
                                 time.monotonic() - started)
 
-    for _desc, _platform, soci_desc in v2_indexes:
-        sink.write_manifest(soci_desc, soci_blobs[soci_desc.digest])
-    for manifest_desc, data in converted.manifests:
-        sink.write_manifest(manifest_desc, data)
-    sink.write_manifest(converted.index, converted.index_bytes)
-    sink.tag(converted.index)
+    # The SOCI indexes and the image manifests naming them by annotation refer to nothing of
+    # each other's a registry checks: they may go up together; the index that lists them after.
+    _write_manifests(sink, [(soci_desc, soci_blobs[soci_desc.digest]) for _, _, soci_desc in v2_indexes]
+                     + list(converted.manifests))  # fmt: skip
+    _write_tagged(sink, converted.index, converted.index_bytes)
     converted_by_source = dict(converted.manifest_map)
     platform_results = [
         PlatformResult(p.platform, p.manifest, p.soci_index, p.layers,
@@ -397,12 +397,12 @@ def _manifest_desc(image: _Image, digest: str, data: bytes) -> Descriptor:
 COPY_CONCURRENCY = 4
 
 
-def _prepare_validation(index_version: str) -> None:
-    """Import jsonschema and compile the schemas the pre-write checks use while the layers are
-    being indexed, instead of after (~60 ms of a short convert)."""
+def _prepare_validation() -> None:
+    """Import the pre-write checks and read their schemas while the layers are being indexed,
+    instead of after."""
     from socikit.validate.prewrite import prepare
 
-    prepare(index_version)
+    prepare()
 
 
 def _image_blobs(image: _Image) -> list[Descriptor]:
@@ -494,6 +494,37 @@ class _EarlyCopies:
     def cancel(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _soci_config() -> Descriptor:
+    """The config blob of every SOCI index: `{}` (its media type is the index's artifact type)."""
+    return descriptor_for(mt.EMPTY_JSON_BLOB, mt.ARTIFACT_TYPE_SOCI_INDEX_V1)
+
+
+def _write_manifests(sink: ImageSink, manifests: list[tuple[Descriptor, bytes]]) -> None:
+    """Write manifests none of which lists another: at once where the sink allows it."""
+    if not isinstance(sink, WritesManifestsAtOnce) or len(manifests) < 2:
+        for desc, data in manifests:
+            sink.write_manifest(desc, data)
+        return
+    with ThreadPoolExecutor(max_workers=sink.manifest_writes_at_once, thread_name_prefix="socikit-put") as pool:
+        futures = [pool.submit(sink.write_manifest, desc, data) for desc, data in manifests]
+        try:
+            for future in futures:
+                future.result()  # the first failure, in order
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+
+
+def _write_tagged(sink: ImageSink, desc: Descriptor, data: bytes) -> None:
+    """Write the root manifest or index and point the tag at it (in one request where possible)."""
+    if isinstance(sink, WritesManifestsAtOnce):
+        sink.write_tagged_manifest(desc, data)
+    else:
+        sink.write_manifest(desc, data)
+        sink.tag(desc)
 
 
 def _write_referrer(sink: ImageSink, desc: Descriptor, data: bytes, subject: Descriptor) -> None:

@@ -59,6 +59,7 @@ class RegistrySource:
         self.reference = reference
         self._owns_client = owns_client
         self._resolved: Descriptor | None = None
+        self._resolved_bytes: bytes | None = None
         # A picklable `desc -> stream` callable that works in another process, when known.
         self.blob_opener: Callable[[Descriptor], BinaryIO] | None = None
 
@@ -67,12 +68,17 @@ class RegistrySource:
 
     def resolve(self) -> Descriptor:
         if self._resolved is None:
-            self._resolved = self.client.resolve(self.repo, self.reference)
+            # One GET by reference names the manifest and brings the bytes every caller reads
+            # next: a round trip less than a HEAD and then a GET by digest.
+            self._resolved_bytes, self._resolved = self.client.get_manifest(self.repo, self.reference)
         return self._resolved
 
     def read_blob(self, desc: Descriptor) -> bytes:
         if desc.media_type in _MANIFEST_TYPES or desc.media_type.endswith("manifest.v1+json"):
-            data, _ = self.client.get_manifest(self.repo, desc.digest)
+            if self._resolved is not None and self._resolved_bytes is not None and desc.digest == self._resolved.digest:
+                data = self._resolved_bytes
+            else:
+                data, _ = self.client.get_manifest(self.repo, desc.digest)
             verify_blob(data, digest=desc.digest, size=desc.size,
                         where=f"manifest {self.client.host}/{self.repo}@{desc.digest}")
             return data
@@ -106,6 +112,7 @@ class RegistrySink:
     """Write access to `<host>/<repo>`, tagging `tag` last (no tag: content only)."""
 
     copies_while_indexing = True  # see StreamsBlobUploads: copies are round trips, unseen until tagged
+    manifest_writes_at_once = 4  # see WritesManifestsAtOnce
 
     def __init__(self, client: RegistryClient, repo: str, tag: str | None, *,
                  owns_client: bool = False) -> None:
@@ -163,6 +170,16 @@ class RegistrySink:
     def write_manifest(self, desc: Descriptor, data: bytes) -> None:
         verify_blob(data, digest=desc.digest, size=desc.size, where=f"manifest {desc.digest}")
         self.client.put_manifest(self.repo, desc.digest, data, desc.media_type)
+        self._manifests[desc.digest] = (data, desc.media_type)
+
+    def write_tagged_manifest(self, desc: Descriptor, data: bytes) -> None:
+        """One PUT by tag stores the manifest and moves the tag (a round trip less than a PUT by
+        digest and another by tag); without a tag, the PUT by digest."""
+        if not self.tag_name:
+            self.write_manifest(desc, data)
+            return
+        verify_blob(data, digest=desc.digest, size=desc.size, where=f"manifest {desc.digest}")
+        self.client.put_manifest(self.repo, self.tag_name, data, desc.media_type)
         self._manifests[desc.digest] = (data, desc.media_type)
 
     def write_referrer(self, desc: Descriptor, data: bytes, subject: Descriptor) -> None:

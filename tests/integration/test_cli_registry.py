@@ -212,6 +212,11 @@ def test_registry_destination_is_written_blobs_first_and_the_tag_last(logged_reg
     assert len(ztocs) == 3 and ztocs <= uploaded
     if version == "v2":
         assert raw_manifest(logged_registry, f"{logged_registry.host}/{repo}:1") == GOLDEN_INDEX
+        # The converted index goes up once, by tag (which stores it by digest too); the SOCI
+        # indexes and image manifests before it, by digest.
+        puts = [r.path.rsplit("/", 1)[1] for r in writes if r.method == "PUT" and "/manifests/" in r.path]
+        assert summary["result"]["digest"] not in puts and puts[-1] == "1" and puts.count("1") == 1
+        assert len(puts) == 1 + 2 * 2  # two platforms: a SOCI index and a manifest each
     else:  # the SOCI v1 indexes went into the fallback tags, each after the index it lists
         fallback = [r for r in writes if "/manifests/sha256-" in r.path]
         assert len(fallback) == 2
