@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from socikit.content.base import ImageSink, ImageSource, WritesManifestsAtOnce, WritesReferrers
+from socikit.content.base import ImageSink, ImageSource, WritesReferrers
 from socikit.errors import ImageError
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor, Platform, descriptor_for
@@ -26,6 +26,7 @@ from socikit.oci.platform import dedupe_platforms, format_platform, host_platfor
 from socikit.pipeline.cache import ZtocCache
 from socikit.pipeline.events import Event, LayerFinished, LayerOutcome, Message
 from socikit.pipeline.layers import StreamsBlobUploads, index_layers, layers_to_build
+from socikit.pipeline.writes import write_manifests, write_tagged
 from socikit.soci.convert import convert_to_v2
 from socikit.soci.index import build_soci_index, layer_needs_no_xattrs, ztoc_descriptor
 from socikit.soci.prefetch import plan_prefetch, prefetch_artifacts
@@ -345,9 +346,9 @@ def convert_image(
 
     # The SOCI indexes and the image manifests naming them by annotation refer to nothing of
     # each other's a registry checks: they may go up together; the index that lists them after.
-    _write_manifests(sink, [(soci_desc, soci_blobs[soci_desc.digest]) for _, _, soci_desc in v2_indexes]
+    write_manifests(sink, [(soci_desc, soci_blobs[soci_desc.digest]) for _, _, soci_desc in v2_indexes]
                      + list(converted.manifests))  # fmt: skip
-    _write_tagged(sink, converted.index, converted.index_bytes)
+    write_tagged(sink, converted.index, converted.index_bytes)
     converted_by_source = dict(converted.manifest_map)
     platform_results = [
         PlatformResult(p.platform, p.manifest, p.soci_index, p.layers,
@@ -499,32 +500,6 @@ class _EarlyCopies:
 def _soci_config() -> Descriptor:
     """The config blob of every SOCI index: `{}` (its media type is the index's artifact type)."""
     return descriptor_for(mt.EMPTY_JSON_BLOB, mt.ARTIFACT_TYPE_SOCI_INDEX_V1)
-
-
-def _write_manifests(sink: ImageSink, manifests: list[tuple[Descriptor, bytes]]) -> None:
-    """Write manifests none of which lists another: at once where the sink allows it."""
-    if not isinstance(sink, WritesManifestsAtOnce) or len(manifests) < 2:
-        for desc, data in manifests:
-            sink.write_manifest(desc, data)
-        return
-    with ThreadPoolExecutor(max_workers=sink.manifest_writes_at_once, thread_name_prefix="socikit-put") as pool:
-        futures = [pool.submit(sink.write_manifest, desc, data) for desc, data in manifests]
-        try:
-            for future in futures:
-                future.result()  # the first failure, in order
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-
-
-def _write_tagged(sink: ImageSink, desc: Descriptor, data: bytes) -> None:
-    """Write the root manifest or index and point the tag at it (in one request where possible)."""
-    if isinstance(sink, WritesManifestsAtOnce):
-        sink.write_tagged_manifest(desc, data)
-    else:
-        sink.write_manifest(desc, data)
-        sink.tag(desc)
 
 
 def _write_referrer(sink: ImageSink, desc: Descriptor, data: bytes, subject: Descriptor) -> None:

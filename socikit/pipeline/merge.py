@@ -25,7 +25,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
-from socikit.content.base import Closing, ImageSink, ImageSource, OpensBlobsInWorkers, WritesReferrers
+from socikit.content.base import (
+    Closing,
+    ImageSink,
+    ImageSource,
+    OpensBlobsInWorkers,
+    WritesManifestsAtOnce,
+    WritesReferrers,
+)
 from socikit.errors import ImageError
 from socikit.oci import mediatypes as mt
 from socikit.oci.descriptor import Descriptor, Platform, descriptor_for
@@ -34,6 +41,7 @@ from socikit.oci.platform import format_platform, matches
 from socikit.pipeline.cache import ZtocCache
 from socikit.pipeline.convert import ConversionResult, ConvertOptions, convert_image
 from socikit.pipeline.events import Event, Message
+from socikit.pipeline.writes import write_manifests, write_tagged
 
 # Annotations by which an attached entry names the image manifest it belongs to.
 _REFERS_TO = ("vnd.docker.reference.digest", mt.ANNOTATION_IMAGE_MANIFEST_DIGEST)
@@ -340,6 +348,13 @@ class _RoutingSink(Closing):
     def tag(self, desc: Descriptor) -> None:
         self._sink.tag(desc)
 
+    @property
+    def manifest_writes_at_once(self) -> int:  # WritesManifestsAtOnce, as the sink behind it
+        return self._sink.manifest_writes_at_once if isinstance(self._sink, WritesManifestsAtOnce) else 1
+
+    def write_tagged_manifest(self, desc: Descriptor, data: bytes) -> None:
+        write_tagged(self._sink, desc, data)
+
     def write_referrer(self, desc: Descriptor, data: bytes, subject: Descriptor) -> None:
         if not isinstance(self._sink, WritesReferrers):
             raise ImageError(f"{type(self._sink).__name__} cannot store SOCI v1 indexes")
@@ -361,11 +376,11 @@ def _write_merged(plan: MergePlan, merged: MergedSource, sink: ImageSink) -> Non
     with ThreadPoolExecutor(max_workers=COPY_CONCURRENCY, thread_name_prefix="socikit-merge") as pool:
         for future in [pool.submit(copy, blob) for blob in blobs.values()]:
             future.result()
-    for entry in plan.entries:
-        desc = entry.descriptor
-        sink.write_manifest(Descriptor(media_type=desc.media_type, digest=desc.digest, size=desc.size), entry.data)
-    sink.write_manifest(plan.index, plan.index_bytes)
-    sink.tag(plan.index)
+    # Image manifests and what is attached to them list none of each other (an attachment names
+    # its manifest by annotation or `subject`, which registries do not check).
+    write_manifests(sink, [(Descriptor(media_type=e.descriptor.media_type, digest=e.descriptor.digest,
+                                       size=e.descriptor.size), e.data) for e in plan.entries])  # fmt: skip
+    write_tagged(sink, plan.index, plan.index_bytes)
 
 
 def merge_images(

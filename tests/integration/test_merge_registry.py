@@ -5,6 +5,7 @@ SOCI index and `validate --deep` passes; a platform in two images is refused."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from pathlib import Path
@@ -14,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from socikit.cli import app
-from tests.integration.registry_fixtures import RegistryServer, registry  # noqa: F401  (fixture)
+from tests.integration.registry_fixtures import RegistryServer, free_port, registry  # noqa: F401  (fixture)
+from tests.integration.test_cli_registry import LoggedRegistry, check_write_order
 from tests.platform_images import LayoutWriter
 
 pytestmark = [pytest.mark.integration, pytest.mark.registry]
@@ -104,3 +106,22 @@ def test_merge_writes_an_oci_archive_from_registry_images(per_arch: dict[str, st
     assert result.exit_code == 0, result.output
     inspected = _skopeo("inspect", "--raw", f"oci-archive:{archive}:1").stdout
     assert [e["platform"]["architecture"] for e in json.loads(inspected)["manifests"]] == ["amd64", "arm64"]
+
+
+def test_merged_index_goes_up_once_by_tag_after_its_manifests(per_arch: dict[str, str], tmp_path: Path) -> None:
+    """Blobs, then the platform manifests (at once), then the index in one PUT by tag."""
+    server = LoggedRegistry(root=tmp_path / "logged", port=free_port())
+    server.root.mkdir()
+    server.start()
+    try:
+        dst = f"{server.host}/merged:1"
+        result = _cli("merge", *TUNING, dst, per_arch["amd64"], per_arch["arm64"])
+        assert result.exit_code == 0, result.output
+        writes = check_write_order(server, "merged", "1")
+        raw = _skopeo("inspect", "--raw", "--tls-verify=false", f"docker://{dst}").stdout
+        index_digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        puts = [r.path.rsplit("/", 1)[1] for r in writes if r.method == "PUT" and "/manifests/" in r.path]
+        assert sorted(puts[:-1]) == sorted(e["digest"] for e in json.loads(raw)["manifests"])
+        assert puts[-1] == "1" and index_digest not in puts
+    finally:
+        server.stop()
