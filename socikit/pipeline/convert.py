@@ -333,8 +333,8 @@ def convert_image(
 
     if converted is None:  # v1: the image unchanged, SOCI indexes refer to it
         if copy_image:
-            for digest, data in image.manifests.items():
-                sink.write_manifest(_manifest_desc(image, digest, data), data)
+            write_manifests(sink, [(_manifest_desc(image, digest, data), data)
+                                   for digest, data in image.manifests.items()])  # fmt: skip
             if image.index is not None:
                 sink.write_manifest(image.root, image.root_bytes)
         for desc, platform, soci_desc in v2_indexes:
