@@ -1,7 +1,5 @@
 """The typer apps every command module registers on."""
 
-from __future__ import annotations
-
 import typer
 
 from socikit.__about__ import __version__

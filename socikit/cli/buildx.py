@@ -1,7 +1,5 @@
 """`socikit buildx build`: run docker buildx, then convert exactly what it built."""
 
-from __future__ import annotations
-
 import tempfile
 from pathlib import Path
 from typing import Annotated

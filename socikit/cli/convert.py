@@ -1,7 +1,5 @@
 """`socikit convert` and `socikit create`."""
 
-from __future__ import annotations
-
 import os
 import sys
 from pathlib import Path
@@ -90,7 +88,7 @@ Root = Annotated[
 ]
 
 
-def _summary(result: ConversionResult, json_output: bool) -> None:
+def _summary(result: "ConversionResult", json_output: bool) -> None:
     for p in result.platforms:  # on stderr whatever --progress and --json say: the user asked for these files
         for path, why in p.prefetch_skipped:
             sys.stderr.write(f"note: prefetch {path!r} ({p.platform}): {why}\n")
@@ -121,7 +119,7 @@ def _options(
     prefetch_files: list[str] | None = None,
     prefetch_files_json: Path | None = None,
     toc_annotations: bool = False,
-) -> ConvertOptions:
+) -> "ConvertOptions":
     """The flags shared by convert and create, checked and turned into pipeline options. Raises
     SocikitError for an unreadable or malformed --prefetch-files-json (call inside errors_to_exit)."""
     if all_platforms and platform:

@@ -1,8 +1,6 @@
 """`socikit hook`: convert what a build produced (buildx metadata file or OCI archive), and the
 pieces `socikit buildx build` and `socikit merge` share with it."""
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -40,7 +38,7 @@ SociVersion = Annotated[
 
 
 def soci_options(version: str, span_size: int, min_layer_size: int, build_tool_id: str, jobs: int | None,
-                 progress: str) -> ConvertOptions:
+                 progress: str) -> "ConvertOptions":
     """Conversion options for every platform of a build or merge, the flags checked."""
     if version not in ("v1", "v2"):
         raise typer.BadParameter("--soci takes v2 or v1")
@@ -53,21 +51,21 @@ def soci_options(version: str, span_size: int, min_layer_size: int, build_tool_i
                           jobs=jobs or os.cpu_count() or 1)
 
 
-def ztoc_cache(no_cache: bool, root: Path | None) -> ZtocCache | None:
+def ztoc_cache(no_cache: bool, root: Path | None) -> "ZtocCache | None":
     from socikit.pipeline.cache import ZtocCache
     from socikit.settings import default_root
 
     return None if no_cache else ZtocCache(root or default_root())
 
 
-def conversion_line(result: ConversionResult) -> str:
+def conversion_line(result: "ConversionResult") -> str:
     indexed = sum(1 for p in result.platforms for o in p.layers if o.ztoc is not None)
     layers = sum(len(p.layers) for p in result.platforms)
     return (f"SOCI {result.index_version}: {len(result.platforms)} platform(s), {indexed} of {layers} layers "
             f"indexed; result {result.result.digest}")
 
 
-def report_outcomes(outcomes: list[HookOutcome], json_output: bool) -> None:
+def report_outcomes(outcomes: "list[HookOutcome]", json_output: bool) -> None:
     if json_output:
         print_json([{"source": o.source, "destination": o.destination, **o.result.to_json()} for o in outcomes])
     else:
@@ -76,7 +74,7 @@ def report_outcomes(outcomes: list[HookOutcome], json_output: bool) -> None:
     lambda_note(outcomes[0].result.index_version if outcomes else "", json_output=json_output)
 
 
-def read_metadata(path: Path) -> list[BuildRecord]:
+def read_metadata(path: Path) -> "list[BuildRecord]":
     from socikit.errors import ImageError
     from socikit.integrations.metadata import parse_metadata
 

@@ -1,7 +1,5 @@
 """`socikit image rpull`."""
 
-from __future__ import annotations
-
 import sys
 from typing import Annotated
 

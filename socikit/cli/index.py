@@ -1,7 +1,5 @@
 """`socikit index list|info|rm` over the local store (and `list --remote` over a registry)."""
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import Annotated

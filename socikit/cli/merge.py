@@ -1,7 +1,5 @@
 """`socikit merge DST SRC...`."""
 
-from __future__ import annotations
-
 import contextlib
 from typing import Annotated
 

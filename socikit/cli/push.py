@@ -1,6 +1,5 @@
 """`socikit push --v1`."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated

@@ -1,7 +1,5 @@
 """Registry flags shared by every command that can talk to a registry (skopeo/soci spelling)."""
 
-from __future__ import annotations
-
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -25,7 +23,7 @@ User = Annotated[
 ]
 
 
-def registry_options(plain_http: bool, tls_verify: str, cert_dir: Path | None, user: str | None) -> RegistryOptions:
+def registry_options(plain_http: bool, tls_verify: str, cert_dir: Path | None, user: str | None) -> "RegistryOptions":
     """Build RegistryOptions from the flags, prompting (hidden input) for a missing password;
     without a terminal to prompt on, a missing password is an AuthError."""
     from socikit.registry.options import RegistryOptions  # deferred: the registry stack is slow to import

@@ -3,7 +3,6 @@
 Library modules are imported inside the command (start-up is paid on every call).
 """
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated

@@ -1,6 +1,5 @@
 """`socikit validate REF`."""
 
-from __future__ import annotations
 
 from typing import Annotated
 

@@ -4,7 +4,7 @@ Library modules are imported inside the commands: start-up is paid on every call
 command needs only its own part of the library (docs/performance.md, "CLI start-up").
 """
 
-from __future__ import annotations
+
 
 import os
 import sys
@@ -116,7 +116,7 @@ def _check_output(output: Path) -> None:
         raise SocikitError(f"cannot write {output}: {parent} {why}")
 
 
-def _load_ztoc(path: Path, root: Path | None = None) -> tuple[bytes, Ztoc]:
+def _load_ztoc(path: Path, root: Path | None = None) -> "tuple[bytes, Ztoc]":
     """A ztoc file, or a ztoc digest in the local store, decoded and its span geometry checked:
     a corrupt ztoc is one ZtocFormatError naming it."""
     from socikit.ztoc.serialize import loads
