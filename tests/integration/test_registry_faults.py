@@ -246,12 +246,16 @@ def test_convert_survives_a_dropped_upload(registry: RegistryServer,
                                            fault_proxy: Callable[..., FaultProxy], tmp_path: Path) -> None:
     """The first PATCH and the first PUT of a convert's blob uploads lose their connection
     half-way: the convert still exits 0 and writes the reference's exact bytes."""
-    proxy = fault_proxy(Fault("PATCH", "drop-forwarded", path="/blobs/uploads/"),
-                        Fault("PUT", "drop-forwarded", path="/blobs/uploads/"))
+    # The proxy cannot relay a chunked body (the layers streamed while they are indexed): those
+    # fail at once instead of waiting out its 30 s upstream timeout, and the layers are copied
+    # the ordinary way, through the two faults under test.
+    proxy = fault_proxy(Fault("PATCH", "drop-forwarded", path="/blobs/uploads/", chunked=False),
+                        Fault("PUT", "drop-forwarded", path="/blobs/uploads/", chunked=False),
+                        Fault("PATCH", "drop-request", chunked=True, times=0))
     result = _convert("--all-platforms", f"oci:{MULTI.input_dir}:latest", f"{proxy.host}/faults/conv:1",
                       root=tmp_path / "root")
     assert result.exit_code == 0, result.output
-    assert [f.applied for f in proxy.faults] == [1, 1]  # one PATCH and one PUT were cut off
+    assert [f.applied for f in proxy.faults][:2] == [1, 1]  # one PATCH and one PUT were cut off
     expected = (MULTI.path / "expected-current" / "converted-index.json").read_bytes()
     assert _raw_manifest(registry.host, "faults/conv:1") == expected
     client = direct(registry)
@@ -279,3 +283,27 @@ def test_convert_survives_a_download_cut_short(registry: RegistryServer,
     assert len(resumed) == 1
     expected = (MULTI.path / "expected-current" / "converted-index.json").read_bytes()
     assert _raw_manifest(registry.host, "faults/dst:1") == expected
+
+
+def test_manifest_puts_that_never_arrive_leave_no_tag(registry: RegistryServer,
+                                                       fault_proxy: Callable[..., FaultProxy], tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SOCI indexes and image manifests go up at once; when none of them gets through, the
+    conversion ends in one error and the tag is never written."""
+    import socikit.registry.client
+
+    monkeypatch.setattr(socikit.registry.client, "RetryPolicy", lambda: FAST_RETRY)  # the CLI's clients
+    # The proxy cannot relay a chunked body (the layers streamed while they are indexed): those
+    # fail at once, and the layers are copied the ordinary way.
+    proxy = fault_proxy(Fault("PUT", "drop-request", path="/manifests/sha256:", times=0),
+                        Fault("PATCH", "drop-request", chunked=True, times=0))
+    result = _convert("--all-platforms", f"oci:{MULTI.input_dir}:latest", f"{proxy.host}/faults/noput:1",
+                      root=tmp_path / "root")
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert [line for line in result.output.splitlines() if line.startswith("error:")] != []
+    assert proxy.faults[0].applied >= 4  # two SOCI indexes and two image manifests, each tried
+    tags = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/faults/noput:1"],
+                          capture_output=True, timeout=60)  # fmt: skip
+    assert tags.returncode != 0  # no tag
+    assert not any(r.method == "PUT" and r.target.endswith("/manifests/1") for r in proxy.log)
