@@ -18,8 +18,8 @@ _EXPORTS: dict[str, str | tuple[str, str]] = {
     "ManifestVerdict": "socikit.validate.report",
     "Report": "socikit.validate.report",
     "Summary": "socikit.validate.report",
-    "SCHEMA_NAMES": "socikit.validate.schemas",
-    "load_schema": "socikit.validate.schemas",
+    "SCHEMA_NAMES": "socikit.validate.schemafiles",
+    "load_schema": "socikit.validate.schemafiles",
     "schema_errors": "socikit.validate.schemas",
 }
 

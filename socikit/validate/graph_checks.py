@@ -56,7 +56,7 @@ from socikit.validate.report import (
     V2_LINKS,
     CheckResult,
 )
-from socikit.validate.schemas import IMAGE_INDEX, IMAGE_MANIFEST, SOCI_INDEX_V1, SOCI_INDEX_V2
+from socikit.validate.schemafiles import IMAGE_INDEX, IMAGE_MANIFEST, SOCI_INDEX_V1, SOCI_INDEX_V2
 from socikit.ztoc.model import Ztoc
 
 _CANONICAL_INDEX = "the soci-snapshotter re-encodes a fetched index and refuses to store one whose bytes differ"

@@ -24,7 +24,7 @@ from socikit.soci.prefetch import PrefetchSpan, describe_spans, loads_prefetch
 from socikit.validate import report as r
 from socikit.validate.checks import check_schema, decode_json
 from socikit.validate.report import CheckResult
-from socikit.validate.schemas import PREFETCH
+from socikit.validate.schemafiles import PREFETCH
 from socikit.ztoc.model import Ztoc
 
 

@@ -13,20 +13,7 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from socikit.validate.schemafiles import (
-    CONVERTED_INDEX,
-    IMAGE_INDEX,
-    IMAGE_MANIFEST,
-    PREFETCH,
-    SCHEMA_NAMES,
-    SOCI_INDEX_V1,
-    SOCI_INDEX_V2,
-    SUFFIX,
-    ZTOC_INFO,
-    documents,
-    load_schema,
-    schema_dir,
-)
+from socikit.validate.schemafiles import SUFFIX, documents, load_schema
 
 
 @functools.cache
@@ -58,17 +45,4 @@ def _short(message: str, limit: int = 160) -> str:
     return message if len(message) <= limit else message[: limit - 1] + "…"
 
 
-__all__ = [
-    "CONVERTED_INDEX",
-    "IMAGE_INDEX",
-    "IMAGE_MANIFEST",
-    "PREFETCH",
-    "SCHEMA_NAMES",
-    "SOCI_INDEX_V1",
-    "SOCI_INDEX_V2",
-    "ZTOC_INFO",
-    "load_schema",
-    "schema_dir",
-    "schema_errors",
-    "validator",
-]
+__all__ = ["schema_errors", "validator"]

@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from socikit.validate.schemacheck import UnknownKeywordError, _Evaluator, conforms, json_equal
-from socikit.validate.schemas import SCHEMA_NAMES, validator
+from socikit.validate.schemafiles import SCHEMA_NAMES
+from socikit.validate.schemas import validator
 from socikit.ztoc.info import ztoc_info
 from socikit.ztoc.serialize import loads
 from tests.vectors import all_vectors, extra_vectors

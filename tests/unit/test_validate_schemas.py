@@ -10,7 +10,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from socikit.validate import SCHEMA_NAMES, load_schema, schema_errors
-from socikit.validate.schemas import (
+from socikit.validate.schemafiles import (
     CONVERTED_INDEX,
     IMAGE_INDEX,
     IMAGE_MANIFEST,
