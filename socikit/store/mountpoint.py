@@ -68,9 +68,13 @@ def prepare_mountpoint(mountpoint: Path) -> None:
 
 
 def is_dead_mount(path: Path) -> bool:
-    """True when `path` is a FUSE mount whose server is gone."""
+    """True when `path` is a FUSE mount whose server is gone.
+
+    Asked with statfs, which always goes to the server: a `stat` of the mount's root is answered
+    from the kernel's attribute cache for a while after the server died, so a store restarted at
+    once took the dead mount for a live one."""
     try:
-        os.stat(path)
+        os.statvfs(path)
     except OSError as exc:
         return exc.errno == errno.ENOTCONN
     return False

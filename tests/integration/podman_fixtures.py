@@ -83,13 +83,22 @@ def require_podman() -> None:
 
 # --- a storage ------------------------------------------------------------------------------------
 
+def _short_runroot() -> Path:
+    # podman passes the runroot to conmon's exit command (`podman --runroot … container cleanup`)
+    # and refuses one longer than 50 characters there: with pytest's tmp paths every container's
+    # cleanup failed, and each `podman run` returned only after its 20 s conmon timeout.
+    return Path(tempfile.mkdtemp(prefix="skpr-", dir="/tmp"))
+
+
 @dataclass
 class PodmanStorage:
-    """podman with its own graphroot, runroot and libpod state under `base`; `store` is the
-    additional layer store its storage.conf names (`<store>:ref`), or None for a plain storage."""
+    """podman with its own graphroot and libpod state under `base` and a runroot of its own (a
+    short path under /tmp); `store` is the additional layer store its storage.conf names
+    (`<store>:ref`), or None for a plain storage."""
 
     base: Path
     store: Path | None = None
+    runroot: Path = field(default_factory=_short_runroot)
 
     @property
     def graphroot(self) -> Path:
@@ -103,7 +112,7 @@ class PodmanStorage:
     def write_config(self) -> None:
         (self.base / "tmp").mkdir(parents=True, exist_ok=True)
         lines = ["[storage]", 'driver = "overlay"', f'graphroot = "{self.graphroot}"',
-                 f'runroot = "{self.base / "run"}"']
+                 f'runroot = "{self.runroot}"']
         if self.store is not None:
             lines += ["[storage.options]", f'additionallayerstores = ["{self.store}:ref"]']
         (self.base / "storage.conf").write_text("\n".join(lines) + "\n")
@@ -175,13 +184,15 @@ class PodmanStorage:
     def cleanup(self) -> None:
         if (self.base / "containers.conf").exists():
             self.podman("rm", "--all", "--force", "--time", "0", check=False, timeout=120)
-        for pid in _processes_mentioning(self.base):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        for point in mounts_under(self.base):
-            if subprocess.run(["umount", point], capture_output=True).returncode != 0:
-                subprocess.run(["umount", "-l", point], capture_output=True)
+        for place in (self.base, self.runroot):
+            for pid in _processes_mentioning(place):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            for point in mounts_under(place):
+                if subprocess.run(["umount", point], capture_output=True).returncode != 0:
+                    subprocess.run(["umount", "-l", point], capture_output=True)
         shutil.rmtree(self.base, ignore_errors=True)
+        shutil.rmtree(self.runroot, ignore_errors=True)
 
 
 def _processes_mentioning(base: Path) -> list[int]:

@@ -377,14 +377,18 @@ def test_a_lazy_pull_and_run_fetch_only_what_is_read(
     run = storage.podman("run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
                          "--network", "none", ref, "/bin/cat", "/opt/opaque/new")
     assert run.stdout == "new"
-    spans = _spans_by_layer(layer_store)
     base, middle, top = image.layer_digests
+    # The store rewrites its status file a moment after a fetch: wait for the read's last span.
+    layer_store.wait_status(lambda s: s["layers"].get(top, {}).get("spans_fetched", 0) > 0, "the top layer's span")
+    spans = _spans_by_layer(layer_store)
     assert spans.get(middle, 0) == 0  # nothing of the middle layer was read
     assert spans[top] == 1  # the one span holding /opt/opaque/new
     assert 0 < spans[base]  # /bin/cat and what it loads
 
     assert storage.listing(ref) == expected_listing
-    status = layer_store.status()
+    status = layer_store.wait_status(
+        lambda s: all(s["layers"].get(d, {}).get("spans_fetched", 0) > 0 for d in image.layer_digests),
+        "spans of every layer (the listing reads every file)")
     for digest, blob in zip(image.layer_digests, image.blobs, strict=True):
         counters = status["layers"][digest]
         # every span at most once: their compressed ranges share at most a byte with the next
@@ -440,6 +444,24 @@ def test_a_restarted_store_serves_the_layers_with_the_registry_down(
     store.start()
     assert any(e.get("msg") == "dead mount of an earlier store detached" for e in store.log_entries())
     assert storage.podman(*command).stdout == "new"
+
+
+def test_a_store_backed_container_is_cleaned_up_when_it_exits(
+        podman_storages: Storages, fuse_layer_store: FuseLayerStore, image: SociImage, registry: RegistryServer,
+        registry_factory: Callable[..., RegistryServer]) -> None:
+    """conmon's exit command (`podman container cleanup`, which gets the runroot on its command
+    line) runs when a container whose layers the store serves exits: its state becomes
+    "exited". When that command fails, the state stays "stopped" and every `podman run` waits out
+    podman's 20 s conmon timer."""
+    own = registry_factory()
+    ref = f"{own.host}/{image.repository}:soci"
+    _convert(image.ref(registry.host, "plain"), ref)
+    storage = podman_storages(fuse_layer_store.root)
+    storage.pull(ref)
+    storage.podman("run", "-d", "--name", "exits", *RUN_FLAGS, ref, "/bin/cat", "/opt/opaque/new")
+    assert storage.podman("wait", "exits").stdout.strip() == "0"
+    assert storage.podman("logs", "exits").stdout == "new"
+    assert storage.podman("inspect", "exits", "--format", "{{.State.Status}}").stdout.strip() == "exited"
 
 
 def _mounted(path: Path) -> bool:
