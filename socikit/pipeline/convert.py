@@ -237,7 +237,7 @@ def convert_image(
                 all_layers, span_size=options.span_size, min_layer_size=options.min_layer_size,
                 build_tool_identifier=options.build_tool_identifier, cache=cache)}  # fmt: skip
             early.start([blob for blob in _image_blobs(image) if blob.digest not in streamed], read=image.read)
-            early.write(_soci_config(), mt.EMPTY_JSON_BLOB)  # every SOCI index's config
+            early.write(_SOCI_CONFIG, mt.EMPTY_JSON_BLOB)
         if validate:
             _prepare_validation()
 
@@ -328,8 +328,8 @@ def convert_image(
             sink.write_blob(descriptor_for(data, mt.MEDIA_TYPE_ZTOC), data)
     for data in prefetch_blobs.values():
         sink.write_blob(descriptor_for(data, mt.MEDIA_TYPE_SOCI_PREFETCH), data)
-    if _soci_config().digest not in copied:
-        sink.write_blob(_soci_config(), mt.EMPTY_JSON_BLOB)
+    if _SOCI_CONFIG.digest not in copied:
+        sink.write_blob(_SOCI_CONFIG, mt.EMPTY_JSON_BLOB)
 
     if converted is None:  # v1: the image unchanged, SOCI indexes refer to it
         if copy_image:
@@ -396,6 +396,9 @@ def _manifest_desc(image: _Image, digest: str, data: bytes) -> Descriptor:
 
 
 COPY_CONCURRENCY = 4
+# The config blob of every SOCI index, `{}` (typed with the index's artifact type).
+_SOCI_CONFIG = Descriptor(media_type=mt.ARTIFACT_TYPE_SOCI_INDEX_V1, digest=mt.EMPTY_JSON_DIGEST,
+                          size=len(mt.EMPTY_JSON_BLOB))
 
 
 def _prepare_validation() -> None:
@@ -495,11 +498,6 @@ class _EarlyCopies:
     def cancel(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _soci_config() -> Descriptor:
-    """The config blob of every SOCI index: `{}` (its media type is the index's artifact type)."""
-    return descriptor_for(mt.EMPTY_JSON_BLOB, mt.ARTIFACT_TYPE_SOCI_INDEX_V1)
 
 
 def _write_referrer(sink: ImageSink, desc: Descriptor, data: bytes, subject: Descriptor) -> None:

@@ -58,8 +58,7 @@ class RegistrySource:
         self.repo = repo
         self.reference = reference
         self._owns_client = owns_client
-        self._resolved: Descriptor | None = None
-        self._resolved_bytes: bytes | None = None
+        self._root: tuple[bytes, Descriptor] | None = None  # the manifest `reference` names, as read
         # A picklable `desc -> stream` callable that works in another process, when known.
         self.blob_opener: Callable[[Descriptor], BinaryIO] | None = None
 
@@ -67,16 +66,16 @@ class RegistrySource:
         return f"RegistrySource({self.client.host}/{self.repo}:{self.reference})"
 
     def resolve(self) -> Descriptor:
-        if self._resolved is None:
+        if self._root is None:
             # One GET by reference names the manifest and brings the bytes every caller reads
             # next: a round trip less than a HEAD and then a GET by digest.
-            self._resolved_bytes, self._resolved = self.client.get_manifest(self.repo, self.reference)
-        return self._resolved
+            self._root = self.client.get_manifest(self.repo, self.reference)
+        return self._root[1]
 
     def read_blob(self, desc: Descriptor) -> bytes:
         if desc.media_type in _MANIFEST_TYPES or desc.media_type.endswith("manifest.v1+json"):
-            if self._resolved is not None and self._resolved_bytes is not None and desc.digest == self._resolved.digest:
-                data = self._resolved_bytes
+            if self._root is not None and desc.digest == self._root[1].digest:
+                data = self._root[0]
             else:
                 data, _ = self.client.get_manifest(self.repo, desc.digest)
             verify_blob(data, digest=desc.digest, size=desc.size,

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin
 
-from socikit.validate.schemafiles import SUFFIX, documents, load_schema
+from socikit.validate.schemafiles import documents_by_id, load_schema, schema_id
 
 # Keywords that assert nothing in draft 2020-12 as socikit's validators are configured: notes,
 # identifiers, and `format` / `contentEncoding`, which are annotations unless a format checker or
@@ -37,13 +37,7 @@ class UnknownKeywordError(ValueError):
 
 def conforms(name: str, document: Any) -> bool:
     """True when `document` is valid against schema `name` (as Draft202012Validator decides)."""
-    schema = load_schema(name)
-    return _Evaluator(schema.get("$id", name + SUFFIX)).valid(document, schema)
-
-
-@functools.cache
-def _by_id() -> dict[str, dict[str, Any]]:
-    return {doc.get("$id", name + SUFFIX): doc for name, doc in documents().items()}
+    return _Evaluator(schema_id(name)).valid(document, load_schema(name))
 
 
 @functools.cache
@@ -113,7 +107,7 @@ class _Evaluator:
     def follow(self, value: Any, ref: str) -> bool:
         target = urljoin(self.base, ref)
         document_id, fragment = urldefrag(target)
-        document = _by_id()[document_id]
+        document = documents_by_id()[document_id]
         node: Any = document
         for part in fragment.split("/")[1:] if fragment else []:
             node = node[unquote(part).replace("~1", "/").replace("~0", "~")]

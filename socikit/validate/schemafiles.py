@@ -53,6 +53,18 @@ def documents() -> dict[str, dict[str, Any]]:
     return out
 
 
+def schema_id(name: str) -> str:
+    """The URI schema `name` is known by (its `$id`; the file name without one): the base that
+    `$ref`s in it resolve against."""
+    return str(load_schema(name).get("$id", name + SUFFIX))
+
+
+@functools.cache
+def documents_by_id() -> dict[str, dict[str, Any]]:
+    """Every schema document by the URI references name it with."""
+    return {schema_id(name): doc for name, doc in documents().items()}
+
+
 def load_schema(name: str) -> dict[str, Any]:
     """The schema document called `name` (see SCHEMA_NAMES)."""
     docs = documents()
@@ -69,9 +81,10 @@ __all__ = [
     "SCHEMA_NAMES",
     "SOCI_INDEX_V1",
     "SOCI_INDEX_V2",
-    "SUFFIX",
     "ZTOC_INFO",
     "documents",
+    "documents_by_id",
     "load_schema",
     "schema_dir",
+    "schema_id",
 ]

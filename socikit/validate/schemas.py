@@ -13,16 +13,14 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from socikit.validate.schemafiles import SUFFIX, documents, load_schema
+from socikit.validate.schemafiles import documents_by_id, load_schema
 
 
 @functools.cache
 def _registry() -> Registry:
-    pairs = [
-        (doc.get("$id", name + SUFFIX), Resource.from_contents(doc, default_specification=DRAFT202012))
-        for name, doc in documents().items()
-    ]
-    return Registry().with_resources(pairs)
+    return Registry().with_resources(
+        (uri, Resource.from_contents(doc, default_specification=DRAFT202012)) for uri, doc in documents_by_id().items()
+    )
 
 
 @functools.cache

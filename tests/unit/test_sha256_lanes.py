@@ -81,7 +81,7 @@ def test_backend_hook_refuses_unknown_names_and_restores_the_automatic_choice() 
         _engine.use_sha256_backend("sha-9")
     assert _engine.sha256_backend() == automatic
     try:
-        _engine.use_portable_sha256(True)
+        _engine.use_sha256_backend("portable")
         assert _engine.sha256_backend() == "portable"
         _engine.use_sha256_backend("libcrypto")
         assert _engine.sha256_backend() == "libcrypto"

@@ -36,9 +36,8 @@ void sha256_final(sha256_ctx *ctx, uint8_t digest[32]);
 /* "sha-ni-avx512", "sha-ni", "libcrypto" or "portable": what sha256_init picks for new contexts. */
 const char *sha256_backend(void);
 /* Tests: force a backend by name (NULL: the automatic choice). 0, or -1 when that backend is
- * unknown or cannot run here. `sha256_use_portable(1)` is sha256_use_backend("portable"). */
+ * unknown or cannot run here. */
 int sha256_use_backend(const char *name);
-void sha256_use_portable(int portable);
 /* "sha256:" + 64 hex digits, NUL-terminated (72 bytes). */
 void sha256_hexdigest(sha256_ctx *ctx, char out[72]);
 

@@ -1068,16 +1068,6 @@ static PyObject *sha256_backend_py(PyObject *module, PyObject *Py_UNUSED(ignored
     return PyUnicode_FromString(sha256_backend());
 }
 
-static PyObject *use_portable_sha256(PyObject *module, PyObject *arg) {
-    (void)module;
-    int portable = PyObject_IsTrue(arg);
-    if (portable < 0) {
-        return NULL;
-    }
-    sha256_use_portable(portable);
-    Py_RETURN_NONE;
-}
-
 static PyObject *use_sha256_backend(PyObject *module, PyObject *arg) {
     (void)module;
     const char *name = NULL;
@@ -1184,7 +1174,6 @@ static PyObject *format_mod_time_py(PyObject *module, PyObject *args) {
 static PyMethodDef module_methods[] = {
     {"set_entry_type", set_entry_type, METH_O, "The tuple subclass TOC entries are made as (FileMetadata)."},
     {"sha256_backend", sha256_backend_py, METH_NOARGS, "'sha-ni-avx512', 'sha-ni', 'libcrypto' or 'portable'."},
-    {"use_portable_sha256", use_portable_sha256, METH_O, "Force the portable SHA-256 (tests)."},
     {"use_sha256_backend", use_sha256_backend, METH_O,
      "Force a SHA-256 backend by name, or None for the automatic choice (tests)."},
     {"sha256", sha256_py, METH_O, "sha256(data) -> 'sha256:<hex>' through the hashing thread's code."},

@@ -94,8 +94,6 @@ int sha256_use_backend(const char *name) {
     return -1;
 }
 
-void sha256_use_portable(int portable) { sha256_use_backend(portable ? "portable" : NULL); }
-
 /* ---- portable compression ------------------------------------------------------------------ */
 
 const uint32_t sha256_round_constants[64] = {
