@@ -1,3 +1,3 @@
-from socikit.cli import main
+from socikit.cli import run
 
-main()
+run()

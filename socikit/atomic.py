@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -22,7 +21,8 @@ def create_temp_file(directory: Path, name: str) -> tuple[int, Path]:
     """A new, empty file `.<name>.<random>.tmp` in `directory`, opened for writing with mode
     `0666 & ~umask`: (descriptor, path)."""
     while True:
-        path = directory / f".{name}.{secrets.token_hex(6)}.tmp"
+        # os.urandom, as `secrets` would use, without importing it (its hmac loads libcrypto).
+        path = directory / f".{name}.{os.urandom(6).hex()}.tmp"
         try:
             return os.open(path, _FLAGS, NEW_FILE_MODE), path
         except FileExistsError:

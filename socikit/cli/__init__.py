@@ -52,6 +52,46 @@ def main() -> None:
     app()
 
 
+def run() -> None:
+    """The `socikit` executable (`python -m socikit` too): `main`, then, once the command has
+    ended, the process exits without tearing the interpreter down. Teardown frees every object
+    one by one - the modules, a built ztoc, its TOC - which the kernel does at once when the
+    process ends: 10-30 ms per command (docs/performance.md, "CLI start-up"). Exit handlers
+    still run and output is flushed; while a non-daemon thread is alive, or when the exit carries
+    a message, the interpreter exits as usual."""
+    try:
+        main()
+    except SystemExit as exc:
+        if isinstance(exc.code, int | None):
+            _exit_without_teardown(exc.code or 0)
+        raise
+
+
+def _exit_without_teardown(code: int) -> None:
+    """`os._exit(code)` after what a normal exit does first (joining threads aside): exit handlers
+    (multiprocessing reaps its workers, logging flushes) and flushed output. Returns instead when
+    that cannot be done the same way, for the caller to exit as usual."""
+    import atexit
+    import os
+    import threading
+
+    main_thread = threading.main_thread()
+    if any(t is not main_thread and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        return  # the interpreter joins these before exiting
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return  # a closed pipe: the interpreter reports it as always
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        os._exit(code or 120)  # what the interpreter exits with when the final flush fails
+    os._exit(code)
+
+
 def __getattr__(name: str) -> Any:
     # `from socikit.cli import app` (tests, embedding) gets the app with every command.
     if name == "app":
@@ -66,4 +106,4 @@ if TYPE_CHECKING:
     app: typer.Typer
 
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "run"]

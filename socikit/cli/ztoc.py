@@ -19,7 +19,6 @@ from socikit.atomic import atomic_writer, write_atomic
 from socikit.cli.apps import ztoc_app
 from socikit.cli.console import errors_to_exit, print_json, print_table, say
 from socikit.errors import LayerError, SocikitError, UnsupportedLayerError, ZtocFormatError
-from socikit.oci.digest import sha256_digest
 from socikit.oci.mediatypes import DEFAULT_SPAN_SIZE, MEDIA_TYPE_OCI_LAYER_GZIP, compression_of_layer
 
 if TYPE_CHECKING:
@@ -53,6 +52,7 @@ def build_command(
     json_output: Annotated[bool, typer.Option("--json", help="Print a machine-readable summary.")] = False,
 ) -> None:
     """Build the ztoc of one layer blob file."""
+    from socikit.ztoc._engine import sha256 as ztoc_digest  # the builder's SHA-256: hashlib would load libcrypto
     from socikit.ztoc.builder import build_ztoc
     from socikit.ztoc.serialize import dumps
 
@@ -86,7 +86,7 @@ def build_command(
             raise SocikitError(f"cannot write {output}: {exc.strerror or exc}") from None
         summary = {
             "ztoc": str(output),
-            "digest": sha256_digest(data),
+            "digest": ztoc_digest(data),
             "size": len(data),
             "layer_digest": result.blob_digest,
             "layer_size": result.blob_size,

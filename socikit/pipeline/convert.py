@@ -20,7 +20,7 @@ from typing import Any
 from socikit.content.base import ImageSink, ImageSource, WritesReferrers
 from socikit.errors import ImageError
 from socikit.oci import mediatypes as mt
-from socikit.oci.descriptor import Descriptor, Platform, descriptor_for
+from socikit.oci.descriptor import Descriptor, Platform
 from socikit.oci.manifest import ImageConfig, ImageIndex, ImageManifest
 from socikit.oci.platform import dedupe_platforms, format_platform, host_platform, matches, parse_platform
 from socikit.pipeline.cache import ZtocCache
@@ -109,13 +109,12 @@ class ConversionResult:
 
 
 def _layer_json(outcome: LayerOutcome) -> dict[str, Any]:
-    from socikit.oci.digest import sha256_digest
-
+    ztoc = outcome.ztoc_descriptor()
     return {
         "digest": outcome.layer.digest,
         "size": outcome.layer.size,
         "mediaType": outcome.layer.media_type,
-        "ztoc": sha256_digest(outcome.ztoc) if outcome.ztoc is not None else None,
+        "ztoc": ztoc.digest if ztoc is not None else None,
         "skipped": outcome.skipped,
         "spans": outcome.spans,
         "files": outcome.files,
@@ -242,8 +241,10 @@ def convert_image(
             _prepare_validation()
 
     def on_layer_event(event: Event) -> None:
-        if early is not None and isinstance(event, LayerFinished) and event.outcome.ztoc is not None:
-            early.write(descriptor_for(event.outcome.ztoc, mt.MEDIA_TYPE_ZTOC), event.outcome.ztoc)
+        if early is not None and isinstance(event, LayerFinished):
+            ztoc_desc, ztoc = event.outcome.ztoc_descriptor(), event.outcome.ztoc
+            if ztoc_desc is not None and ztoc is not None:
+                early.write(ztoc_desc, ztoc)
         emit(event)
 
     try:
@@ -257,8 +258,8 @@ def convert_image(
             early.cancel()
         raise
     copied = early.wait() if early is not None else set()
-    ztoc_blobs: dict[str, bytes] = {}
-    prefetch_blobs: dict[str, bytes] = {}
+    ztoc_blobs: dict[str, tuple[Descriptor, bytes]] = {}
+    prefetch_blobs: dict[str, tuple[Descriptor, bytes]] = {}
     decoded = _Decoded()
     soci_blobs: dict[str, bytes] = {}
     platform_results: list[PlatformResult] = []
@@ -268,16 +269,16 @@ def convert_image(
         layer_outcomes = tuple(outcomes[layer.digest] for layer in manifest.layer_list)
         ztoc_descs = []
         for outcome in layer_outcomes:
-            if outcome.ztoc is None:
+            ztoc_desc = outcome.ztoc_descriptor()
+            if ztoc_desc is None or outcome.ztoc is None:
                 continue
-            ztoc_desc = descriptor_for(outcome.ztoc, mt.MEDIA_TYPE_ZTOC)
-            ztoc_blobs[ztoc_desc.digest] = outcome.ztoc
+            ztoc_blobs[ztoc_desc.digest] = (ztoc_desc, outcome.ztoc)
             disable_xattrs = "xattr" in options.optimizations and layer_needs_no_xattrs(decoded(outcome))
             ztoc_descs.append(ztoc_descriptor(ztoc_desc.digest, ztoc_desc.size, layer=outcome.layer,
                                               span_size=options.span_size, disable_xattrs=disable_xattrs))
         prefetches, skipped = _prefetch_artifacts(options, layer_outcomes, decoded) if ztoc_descs else ([], ())
         for prefetch_desc, prefetch_data in prefetches:
-            prefetch_blobs[prefetch_desc.digest] = prefetch_data
+            prefetch_blobs[prefetch_desc.digest] = (prefetch_desc, prefetch_data)
             ztoc_descs.append(prefetch_desc)
         soci_desc = None
         if ztoc_descs:
@@ -318,18 +319,13 @@ def convert_image(
 
     extra = f", {len(prefetch_blobs)} prefetch artifacts" if prefetch_blobs else ""
     emit(Message(f"writing {len(ztoc_blobs)} ztocs{extra} and {len(soci_blobs)} SOCI indexes"))
-    if copy_image:
-        # Layers just indexed were read whole and their digests checked (cached ones were not).
-        verified = {o.layer.digest for p in platform_results for o in p.layers if o.ztoc is not None and not o.cached}
-        uploaded = {o.layer.digest for p in platform_results for o in p.layers if o.uploaded}
-        _copy_image_blobs(source, sink, image, verified, done=copied | uploaded)
-    for digest, data in ztoc_blobs.items():
-        if digest not in copied:  # a registry got it while the other layers were indexed
-            sink.write_blob(descriptor_for(data, mt.MEDIA_TYPE_ZTOC), data)
-    for data in prefetch_blobs.values():
-        sink.write_blob(descriptor_for(data, mt.MEDIA_TYPE_SOCI_PREFETCH), data)
-    if _SOCI_CONFIG.digest not in copied:
-        sink.write_blob(_SOCI_CONFIG, mt.EMPTY_JSON_BLOB)
+    # Blobs from memory: those a registry did not get while the layers were indexed.
+    writes = [(d, b) for d, b in [*ztoc_blobs.values(), *prefetch_blobs.values(), (_SOCI_CONFIG, mt.EMPTY_JSON_BLOB)]
+              if d.digest not in copied]  # fmt: skip
+    # Layers just indexed were read whole and their digests checked (cached ones were not).
+    verified = {o.layer.digest for p in platform_results for o in p.layers if o.ztoc is not None and not o.cached}
+    uploaded = {o.layer.digest for p in platform_results for o in p.layers if o.uploaded}
+    _write_blobs(source, sink, image if copy_image else None, writes, verified, done=copied | uploaded)
 
     if converted is None:  # v1: the image unchanged, SOCI indexes refer to it
         if copy_image:
@@ -419,13 +415,16 @@ def _image_blobs(image: _Image) -> list[Descriptor]:
     return list(blobs.values())
 
 
-def _copy_image_blobs(source: ImageSource, sink: ImageSink, image: _Image, verified: set[str], *,
-                      done: frozenset[str] | set[str] = frozenset()) -> None:
-    """Configs and layers of every manifest of the image (destination gets the whole image) but
-    those in `done` (already there), several at once: copies wait on sockets and disks, not on
-    the CPU. `verified`: digests of blobs read whole and checked moments ago."""
+def _write_blobs(source: ImageSource, sink: ImageSink, image: _Image | None, writes: list[tuple[Descriptor, bytes]],
+                 verified: set[str], *, done: frozenset[str] | set[str] = frozenset()) -> None:
+    """`writes` (blobs in memory: ztocs, prefetch artifacts, the SOCI config) and, with `image`
+    (the destination gets the whole image), the configs and layers of its manifests but those in
+    `done` (already there), several at once: writes and copies wait on sockets and disks (an OCI
+    layout syncs every blob), not on the CPU. `verified`: digests of blobs read whole and
+    checked moments ago."""
 
     def copy(blob: Descriptor) -> None:
+        assert image is not None
         if sink.has_blob(blob):
             return
         if blob.digest in image.read:  # not read again from the source
@@ -433,10 +432,17 @@ def _copy_image_blobs(source: ImageSource, sink: ImageSink, image: _Image, verif
         else:
             sink.copy_blob(blob, source, verified=blob.digest in verified)
 
-    blobs = [blob for blob in _image_blobs(image) if blob.digest not in done]
+    blobs = [] if image is None else [blob for blob in _image_blobs(image) if blob.digest not in done]
     with ThreadPoolExecutor(max_workers=COPY_CONCURRENCY, thread_name_prefix="socikit-copy") as pool:
-        for future in [pool.submit(copy, blob) for blob in blobs]:
-            future.result()
+        futures = [pool.submit(copy, blob) for blob in blobs]
+        futures += [pool.submit(sink.write_blob, desc, data) for desc, data in writes]
+        try:
+            for future in futures:
+                future.result()  # the first failure, in order
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
 
 
 class _EarlyCopies:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from socikit.oci.descriptor import Descriptor
+from socikit.oci.mediatypes import MEDIA_TYPE_ZTOC
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,19 @@ class LayerOutcome:
     seconds: float = 0.0
     cached: bool = False
     uploaded: bool = False  # the layer went to the destination from the stream that indexed it
+    # The digest of `ztoc`, computed where it was built (a worker process, beside the other
+    # layers) so that writing the result does not hash every ztoc again.
+    ztoc_digest: str | None = None
+
+    def ztoc_descriptor(self) -> Descriptor | None:
+        """The ztoc blob's descriptor (None for a skipped layer)."""
+        if self.ztoc is None:
+            return None
+        if self.ztoc_digest is None:
+            from socikit.oci.digest import sha256_digest
+
+            return Descriptor(media_type=MEDIA_TYPE_ZTOC, digest=sha256_digest(self.ztoc), size=len(self.ztoc))
+        return Descriptor(media_type=MEDIA_TYPE_ZTOC, digest=self.ztoc_digest, size=len(self.ztoc))
 
 
 @dataclass(frozen=True, slots=True)

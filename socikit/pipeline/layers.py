@@ -24,6 +24,7 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 from socikit.content.base import HasBlobPaths, ImageSource, OpensBlobsInWorkers
 from socikit.errors import ImageError, SocikitError, UnsupportedLayerError
 from socikit.oci.descriptor import Descriptor
+from socikit.oci.digest import sha256_digest
 from socikit.oci.mediatypes import compression_of_layer
 from socikit.pipeline.cache import ZtocCache
 from socikit.pipeline.events import Event, LayerFinished, LayerOutcome, LayerStarted
@@ -200,7 +201,7 @@ def index_layer(
             ztoc = loads(cached)
             return LayerOutcome(
                 layer=layer, ztoc=cached, skipped=None, spans=ztoc.compression_info.num_spans,
-                files=len(ztoc.toc), seconds=time.monotonic() - started, cached=True,
+                files=len(ztoc.toc), seconds=time.monotonic() - started, cached=True, ztoc_digest=sha256_digest(cached),
             )
     outcome = _build_layer(source.open_blob, layer, span_size, build_tool_identifier, uploader)
     if cache is not None and outcome.ztoc is not None:
@@ -250,9 +251,11 @@ def _build_layer(
             raise ImageError(f"layer {layer.digest}: {exc.strerror or exc}") from None
         raise
     uploaded = upload.finish() if upload is not None else False
+    data = dumps(result.ztoc)
     return LayerOutcome(
-        layer=layer, ztoc=dumps(result.ztoc), skipped=None, spans=result.ztoc.compression_info.num_spans,
+        layer=layer, ztoc=data, skipped=None, spans=result.ztoc.compression_info.num_spans,
         files=len(result.ztoc.toc), seconds=time.monotonic() - started, uploaded=uploaded,
+        ztoc_digest=sha256_digest(data),
     )
 
 

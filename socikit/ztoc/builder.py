@@ -12,15 +12,17 @@ file.
 
 from __future__ import annotations
 
-import ctypes
+import contextlib
+import functools
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from socikit.errors import CompressedDataError, DigestMismatchError, LayerError
 from socikit.oci.mediatypes import DEFAULT_SPAN_SIZE, ZTOC_VERSION
 from socikit.ztoc import _engine
-from socikit.ztoc.compression import _zran
 from socikit.ztoc.compression.tar import dumps_tar_zinfo
+from socikit.ztoc.compression.zcodes import WINDOW_BITS_AUTO, inflate_error_text
 from socikit.ztoc.model import ALGORITHM_GZIP, ALGORITHM_UNCOMPRESSED, CompressionInfo, Ztoc
 from socikit.ztoc.native import NativeToc, raise_tar_failure, tar_end
 from socikit.ztoc.toc import TocResult
@@ -98,7 +100,7 @@ class _Pass:
         raise NotImplementedError
 
     @staticmethod
-    def _feed_all(stream: BinaryIO, engine: _engine.Builder, inflater: _zran.Inflater | None) -> None:
+    def _feed_all(stream: BinaryIO, engine: _engine.Builder) -> None:
         read = stream.read
         feed = engine.feed
         while chunk := read(INPUT_CHUNK):
@@ -107,23 +109,47 @@ class _Pass:
                 continue
             if status == _engine.FEED_TAR_FAILED:
                 raise_tar_failure(engine)
-            assert inflater is not None
             raise CompressedDataError(
                 f"corrupt compressed data at byte {engine.totin}: "
-                f"{_zran.error_text(engine.inflate_ret, inflater.strm)}"
+                f"{inflate_error_text(engine.inflate_ret, engine.inflate_msg)}"
             )
+
+
+@functools.cache
+def _engine_has_zlib_ng() -> bool:
+    """Whether the engine inflates with zlib-ng's native API found in the zlib-ng wheel's module
+    (always, with the wheel our dependencies name); else the stream comes from `_zran`."""
+    try:
+        from zlib_ng import zlib_ng
+    except ImportError:
+        return False
+    return _engine.use_zlib_ng(zlib_ng.__file__)
+
+
+@contextlib.contextmanager
+def _gzip_builder(span_size: int) -> Iterator[_engine.Builder]:
+    """A gzip Builder: with an inflate stream of its own, or one from `_zran` (ctypes; system libz
+    when the zlib-ng wheel lacks the native API) that outlives it."""
+    if _engine_has_zlib_ng():
+        yield _engine.Builder(gzip=True, span_size=span_size, hashing=True, output_area=OUTPUT_AREA)
+        return
+    import ctypes
+
+    from socikit.ztoc.compression import _zran
+
+    with _zran.Inflater(WINDOW_BITS_AUTO) as inflater:
+        lib = inflater.lib
+        yield _engine.Builder(
+            gzip=True, span_size=span_size, hashing=True, strm=ctypes.addressof(inflater.strm),
+            inflate=lib.address("inflate"), reset2=lib.address("inflate_reset2"), output_area=OUTPUT_AREA,
+        )  # fmt: skip
 
 
 class _GzipPass(_Pass):
     def run(self, stream: BinaryIO) -> tuple[CompressionInfo, TocResult, str, int]:
-        with _zran.Inflater(_zran.WINDOW_BITS_AUTO) as inflater:
-            lib = inflater.lib
-            engine = _engine.Builder(
-                gzip=True, span_size=self.span_size, hashing=True, strm=ctypes.addressof(inflater.strm),
-                inflate=lib.address("inflate"), reset2=lib.address("inflate_reset2"), output_area=OUTPUT_AREA,
-            )  # fmt: skip
+        with _gzip_builder(self.span_size) as engine:
             try:
-                self._feed_all(stream, engine, inflater)
+                self._feed_all(stream, engine)
                 if not engine.member_ended:
                     raise CompressedDataError(
                         f"compressed data ends early after {engine.total_read} bytes (truncated layer?)"
@@ -150,7 +176,7 @@ class _TarPass(_Pass):
     def run(self, stream: BinaryIO) -> tuple[CompressionInfo, TocResult, str, int]:
         engine = _engine.Builder(gzip=False, span_size=self.span_size, hashing=True)
         try:
-            self._feed_all(stream, engine, None)
+            self._feed_all(stream, engine)
             end = tar_end(engine)
             store, _, span_digests, blob_digest, total = engine.finish()
         finally:

@@ -18,6 +18,14 @@ from typing import Any
 
 from socikit.ztoc.compression import _zran
 from socikit.ztoc.compression.gzip import GZIP_TRAILER_SIZE, WINDOW_SIZE, Checkpoint
+from socikit.ztoc.compression.zcodes import (
+    WINDOW_BITS_AUTO,
+    WINDOW_BITS_RAW,
+    Z_BUF_ERROR,
+    Z_NO_FLUSH,
+    Z_OK,
+    Z_STREAM_END,
+)
 
 __all__ = ["StreamInflater"]
 
@@ -68,7 +76,7 @@ class StreamInflater:
 
     def __init__(self, checkpoint: Checkpoint | None = None) -> None:
         raw = checkpoint is not None
-        self._inflater = _zran.Inflater(_zran.WINDOW_BITS_RAW if raw else _zran.WINDOW_BITS_AUTO)
+        self._inflater = _zran.Inflater(WINDOW_BITS_RAW if raw else WINDOW_BITS_AUTO)
         self._lib = self._inflater.lib
         self._strm = self._inflater.strm
         self._ref = self._inflater.ref
@@ -149,23 +157,23 @@ class StreamInflater:
                 if not strm.avail_in:
                     break
                 # Concatenated members (pigz, `cat a.gz b.gz`): go on with the next gzip header.
-                lib.inflate_reset2(ref, _zran.WINDOW_BITS_AUTO)
+                lib.inflate_reset2(ref, WINDOW_BITS_AUTO)
                 self._member_ended = False
                 self._raw = False
             room = size - produced
             strm.next_out = base + produced
             strm.avail_out = room
-            ret = lib.inflate(ref, _zran.Z_NO_FLUSH)
+            ret = lib.inflate(ref, Z_NO_FLUSH)
             produced += room - strm.avail_out
-            if ret == _zran.Z_STREAM_END:
+            if ret == Z_STREAM_END:
                 self._member_ended = True
                 if self._raw:
                     # Raw inflate stops before the member's trailer; gzip mode reads it itself.
                     self._trailer_left = GZIP_TRAILER_SIZE
                 continue
-            if ret == _zran.Z_OK:
+            if ret == Z_OK:
                 continue
-            if ret != _zran.Z_BUF_ERROR:  # Z_BUF_ERROR: no progress possible without more input
+            if ret != Z_BUF_ERROR:  # Z_BUF_ERROR: no progress possible without more input
                 self.error = _zran.error_text(ret, strm)
             break
         del anchor

@@ -86,6 +86,9 @@ def test_ztoc_build_loads_the_builder_only(tmp_path: Path) -> None:
     assert "socikit.ztoc.builder" in modules
     assert not _heavy(modules)
     assert not {m for m in modules if m.startswith(("socikit.pipeline", "socikit.validate", "socikit.content"))}
+    # The builder hashes natively: neither hashlib nor `secrets` (whose hmac loads libcrypto, ~4 ms);
+    # the engine looks zlib-ng's inflate up itself: no ctypes (~5 ms with the function prototypes).
+    assert not {"hashlib", "_hashlib", "hmac", "secrets", "ctypes", "socikit.ztoc.compression._zran"} & modules
 
 
 @pytest.mark.parametrize("argv", [("ztoc", "--help"), ("convert", "--help"), ("validate", "--help")])
@@ -114,10 +117,12 @@ def test_convert_between_layouts_loads_no_registry_stack(tmp_path: Path) -> None
     a result that passes them never imports jsonschema (socikit's quick schema verdict)."""
     modules, at_fork = loaded_and_at_fork(
         "convert", "--all-platforms", "--span-size", "65536", "--min-layer-size", "0", "--jobs", "2", "--no-cache",
-        "--progress", "none", f"oci:{MULTI.input_dir}:latest", f"oci:{tmp_path / 'out'}:soci",
+        f"oci:{MULTI.input_dir}:latest", f"oci:{tmp_path / 'out'}:soci",
     )  # fmt: skip
     assert (tmp_path / "out" / "index.json").is_file()
     assert not registry_stack(modules), registry_stack(modules)
+    # The default progress (auto) on a stderr that is no terminal: plain lines, no rich.
+    assert not {m for m in modules if m.split(".")[0] == "rich"}
     assert "socikit.pipeline.store" not in modules
     assert at_fork is not None  # several layers on two jobs: worker processes
     assert "socikit.validate.prewrite" in modules  # the result was checked ...
@@ -145,3 +150,57 @@ def test_command_modules_give_typer_evaluated_annotations() -> None:
     commands = [m for m in modules if "typer.Option(" in m.read_text() or "typer.Argument(" in m.read_text()]
     assert len(commands) >= 10
     assert [m.name for m in commands if "from __future__ import annotations" in m.read_text()] == []
+
+
+# `socikit` as installed (socikit.cli.run): after the command, exit handlers and flushed output,
+# then no interpreter teardown. The probe leaves an object whose finalizer only teardown runs.
+_RUN_PROBE = """
+import atexit, os, sys, threading, time
+sys.argv = ["socikit", *sys.argv[1:]]
+
+class Teardown:
+    def __del__(self, write=os.write):  # a raw write: sys.stderr may be gone by then
+        write(2, b"TEARDOWN\\n")
+
+sys.left_for_teardown = Teardown()  # the interpreter clears sys's attributes when it tears down
+atexit.register(lambda: sys.stderr.write("ATEXIT\\n"))
+if sys.argv[1] == "--version" and sys.argv[2:] == ["THREAD"]:
+    del sys.argv[2]
+    def late():
+        time.sleep(0.3)
+        sys.stderr.write("THREAD\\n")
+    threading.Thread(target=late).start()
+from socikit.cli import run
+run()
+"""
+
+
+def _run_executable(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", _RUN_PROBE, *argv], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+
+
+def test_the_executable_skips_teardown_but_not_exit_handlers_or_output(tmp_path: Path) -> None:
+    ok = _run_executable("--version")
+    assert ok.returncode == 0
+    assert ok.stdout.startswith("socikit ") and ok.stdout.endswith("\n")  # the output, flushed
+    assert "ATEXIT" in ok.stderr
+    assert "TEARDOWN" not in ok.stderr
+    failed = _run_executable("ztoc", "build", str(tmp_path / "missing.tar.gz"), "-o", str(tmp_path / "out.ztoc"))
+    assert failed.returncode == 1
+    assert failed.stderr.startswith("error: ") and "ATEXIT" in failed.stderr and "TEARDOWN" not in failed.stderr
+    usage = _run_executable("ztoc", "build")
+    assert usage.returncode == 2 and "ATEXIT" in usage.stderr and "TEARDOWN" not in usage.stderr
+
+
+def test_the_executable_exits_as_usual_while_a_thread_is_running() -> None:
+    """A thread still running is joined by the interpreter's own exit, and then teardown runs."""
+    result = _run_executable("--version", "THREAD")
+    assert result.returncode == 0
+    assert result.stderr.index("THREAD") < result.stderr.index("ATEXIT") < result.stderr.index("TEARDOWN")
+
+
+def test_python_m_socikit_is_the_executable() -> None:
+    main_module = (REPO_ROOT / "socikit" / "__main__.py").read_text()
+    assert "run()" in main_module
+    assert 'socikit = "socikit.cli:run"' in (REPO_ROOT / "pyproject.toml").read_text()

@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import io
 import threading
+from pathlib import Path
 
 import pytest
 
 from socikit.content.layout import LayoutSource
+from socikit.oci.descriptor import Descriptor
+from socikit.oci.digest import sha256_digest
 from socikit.oci.manifest import ImageIndex, ImageManifest
+from socikit.oci.mediatypes import MEDIA_TYPE_ZTOC
+from socikit.pipeline.cache import ZtocCache
+from socikit.pipeline.events import LayerOutcome
 from socikit.pipeline.layers import _ReadAhead, index_layers
 from tests.vectors import VECTORS_DIR, all_vectors
 
@@ -55,6 +61,44 @@ def test_while_waiting_runs_once_after_hand_out(jobs: int) -> None:
     golden = VECTOR.expected_ztocs()
     expected = {layer["layer_digest"]: golden[ztoc] for layer, ztoc in VECTOR.layer_ztoc_pairs()}
     assert {digest: outcome.ztoc for digest, outcome in outcomes.items()} == expected
+    _assert_digests_carried(outcomes)
+
+
+def _assert_digests_carried(outcomes) -> None:
+    """Each outcome carries its ztoc's digest (computed where the ztoc was built or read), and
+    the descriptor made from it is the blob's own."""
+    for outcome in outcomes.values():
+        assert outcome.ztoc_digest == sha256_digest(outcome.ztoc)
+        desc = outcome.ztoc_descriptor()
+        assert (desc.digest, desc.size, desc.media_type) == (sha256_digest(outcome.ztoc), len(outcome.ztoc),
+                                                            MEDIA_TYPE_ZTOC)  # fmt: skip
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_cached_outcomes_carry_their_ztoc_digests(tmp_path: Path, jobs: int) -> None:
+    source = LayoutSource(VECTORS_DIR / "multi-platform" / "input", tag="latest")
+    layers = _layers(source)
+    cache = ZtocCache(tmp_path)
+
+    def run():
+        return index_layers(
+            source, layers, span_size=VECTOR.params["span_size"], min_layer_size=0,
+            build_tool_identifier=VECTOR.params["build_tool_id"], cache=cache, jobs=jobs,
+        )  # fmt: skip
+
+    built, cached = run(), run()
+    assert not any(o.cached for o in built.values()) and all(o.cached for o in cached.values())
+    assert {d: o.ztoc for d, o in cached.items()} == {d: o.ztoc for d, o in built.items()}
+    _assert_digests_carried(built)
+    _assert_digests_carried(cached)
+
+
+def test_an_outcome_without_a_carried_digest_hashes_its_ztoc() -> None:
+    outcome = LayerOutcome(layer=Descriptor(media_type="x", digest="sha256:" + "0" * 64, size=1), ztoc=b"ztoc",
+                           skipped=None)  # fmt: skip
+    assert outcome.ztoc_descriptor().digest == sha256_digest(b"ztoc")
+    skipped = LayerOutcome(layer=outcome.layer, ztoc=None, skipped="too small")
+    assert skipped.ztoc_descriptor() is None
 
 
 @pytest.mark.parametrize("jobs", [1, 2])

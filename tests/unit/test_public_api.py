@@ -30,7 +30,7 @@ PUBLIC_NAMES: dict[str, list[str]] = {
         "read_file",
         "validate_image",
     ],
-    "socikit.cli": ["app", "main"],
+    "socikit.cli": ["app", "main", "run"],
     "socikit.registry": [
         "Credentials",
         "RegistryClient",

@@ -76,11 +76,62 @@ def test_checkpoint_windows_and_span_digests(tar: bytes) -> None:
     assert result.blob_digest == "sha256:" + hashlib.sha256(blob).hexdigest()
 
 
-def test_corrupt_data_is_zlibs_reason(tar: bytes) -> None:
+@pytest.mark.parametrize("stream_from", ["engine", "ctypes"])
+def test_corrupt_data_is_zlibs_reason(tar: bytes, stream_from: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if stream_from == "ctypes":
+        monkeypatch.setattr(builder, "_engine_has_zlib_ng", lambda: False)
     blob = bytearray(gzip_level(tar, 6))
     blob[10] = 0b110  # the first deflate block header: block type 3, which does not exist
     with pytest.raises(CompressedDataError, match=r"corrupt compressed data at byte 1[01]: invalid block type"):
         build_ztoc(io.BytesIO(bytes(blob)), build_tool_identifier="t")
+
+
+def test_the_engines_own_zlib_ng_stream_and_a_ctypes_stream_build_the_same_ztoc(
+    tar: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine inflates with zlib-ng's native API it looked up itself; the fallback (a stream
+    set up through ctypes, system libz when the wheel lacks the API) gives the same bytes."""
+    assert builder._engine_has_zlib_ng()
+    blob = gzip_members(tar, 2)
+    own = build_ztoc(io.BytesIO(blob), span_size=65536, build_tool_identifier="t")
+    monkeypatch.setattr(builder, "_engine_has_zlib_ng", lambda: False)
+    lent = build_ztoc(io.BytesIO(blob), span_size=65536, build_tool_identifier="t")
+    assert dumps(lent.ztoc) == dumps(own.ztoc) and lent.blob_digest == own.blob_digest
+    assert own.ztoc.compression_info.max_span_id > 10
+
+
+def test_use_zlib_ng_needs_the_native_api() -> None:
+    """In a fresh interpreter: a gzip Builder without a stream is refused until use_zlib_ng found
+    zlib-ng's entry points; a library without them (libc) or no library is a False, not a crash."""
+    import subprocess
+    import sys
+
+    from tests.vectors import REPO_ROOT
+
+    probe = """
+import ctypes.util
+from zlib_ng import zlib_ng
+from socikit.ztoc import _engine
+try:
+    _engine.Builder(gzip=True, span_size=0, hashing=True)
+except ValueError as exc:
+    print("refused:", exc)
+print(_engine.use_zlib_ng("/nonexistent/libz.so"), _engine.use_zlib_ng(ctypes.util.find_library("c")))
+_engine.Builder(gzip=True, span_size=0, hashing=True)  # still refused: raises
+"""
+    before = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert "refused: a gzip Builder needs the inflate stream" in before.stdout
+    assert "False False" in before.stdout
+    assert before.returncode == 1 and "ValueError" in before.stderr
+    after = subprocess.run(
+        [sys.executable, "-c", "from zlib_ng import zlib_ng\nfrom socikit.ztoc import _engine\n"
+         "print(_engine.use_zlib_ng(zlib_ng.__file__))\nb = _engine.Builder(gzip=True, span_size=0, hashing=True)\n"
+         "print(b.feed(bytes(64)), b.inflate_ret, b.inflate_msg)"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert after.returncode == 0, after.stderr
+    assert after.stdout.splitlines()[0] == "True"
+    assert after.stdout.splitlines()[1] == f"{_engine.FEED_INFLATE_FAILED} -3 b'unknown compression method'"
 
 
 def test_a_broken_tar_inside_gzip_is_the_python_parsers_error(tar: bytes) -> None:
@@ -98,8 +149,6 @@ def test_a_broken_tar_inside_gzip_is_the_python_parsers_error(tar: bytes) -> Non
 
 
 def test_builder_misuse_is_refused() -> None:
-    with pytest.raises(ValueError, match="needs the inflate stream"):
-        _engine.Builder(gzip=True, span_size=0, hashing=True)
     with pytest.raises(ValueError, match="positive span size"):
         _engine.Builder(gzip=False, span_size=0, hashing=True)
     engine = _engine.Builder(gzip=False, span_size=512, hashing=True)

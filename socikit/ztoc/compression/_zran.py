@@ -14,21 +14,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
-Z_OK = 0
-Z_STREAM_END = 1
-Z_NEED_DICT = 2
-Z_ERRNO = -1
-Z_STREAM_ERROR = -2
-Z_DATA_ERROR = -3
-Z_MEM_ERROR = -4
-Z_BUF_ERROR = -5
-
-Z_NO_FLUSH = 0
-Z_BLOCK = 5
-
-WINDOW_BITS_AUTO = 47  # 32 (auto-detect gzip/zlib header) + 15
-WINDOW_BITS_RAW = -15
-
+from socikit.ztoc.compression.zcodes import Z_OK, inflate_error_text
 
 _Fn = Callable[..., int]  # a bound foreign function returning a C int
 
@@ -140,15 +126,7 @@ def inflate_lib() -> InflateLib:
 
 def error_text(ret: int, strm: ZStream) -> str:
     """zlib's message for a failed call (e.g. 'invalid block type', 'incorrect data check')."""
-    if strm.msg:
-        return str(strm.msg.decode("utf-8", "replace"))
-    return {
-        Z_DATA_ERROR: "invalid compressed data",
-        Z_MEM_ERROR: "out of memory",
-        Z_BUF_ERROR: "unexpected end of compressed data",
-        Z_STREAM_ERROR: "inconsistent stream state",
-        Z_NEED_DICT: "a preset dictionary is required",
-    }.get(ret, f"zlib error {ret}")
+    return inflate_error_text(ret, strm.msg)
 
 
 class Inflater:

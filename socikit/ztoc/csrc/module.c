@@ -2,8 +2,9 @@
  * socikit.ztoc._engine: the ztoc builder's work in C, so that building a ztoc costs about what
  * inflating the layer costs.
  *
- * `Builder.feed(chunk)` runs without the GIL: inflate(Z_BLOCK) over the chunk (zlib-ng or libz,
- * reached through the addresses Python passes, so no zlib headers are needed), the reference's
+ * `Builder.feed(chunk)` runs without the GIL: inflate(Z_BLOCK) over the chunk (zlib-ng's native
+ * entry points, looked up by name in the zlib-ng wheel's module (`use_zlib_ng`), or any libz
+ * reached through the addresses Python passes; no zlib headers are needed), the reference's
  * checkpoint rule (fact sheet §2.2) with each checkpoint appended to the zinfo blob as it is
  * found, and the tar parser (tar.c) over the output. The chunk is then handed to a hashing thread
  * (a pthread, never holding the GIL) for the blob digest and the span digests. The TOC ends up
@@ -12,6 +13,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <dlfcn.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,19 @@ typedef struct {
 
 typedef int (*inflate_fn)(inflate_stream *strm, int flush);
 typedef int (*inflate_reset2_fn)(inflate_stream *strm, int window_bits);
+typedef int (*inflate_init2_fn)(inflate_stream *strm, int window_bits);
+typedef int (*inflate_end_fn)(inflate_stream *strm);
+
+/* zlib-ng's native inflate, resolved once by `use_zlib_ng` (under the GIL) and never unloaded:
+ * Builders made without a stream from Python then own one of their own. Starting a build this way
+ * needs no ctypes (whose import and function prototypes cost a command ~5 ms). */
+static struct {
+    int ready;
+    inflate_init2_fn init2;
+    inflate_fn inflate;
+    inflate_reset2_fn reset2;
+    inflate_end_fn end;
+} zng;
 
 enum { Z_OK = 0, Z_STREAM_END = 1, Z_BUF_ERROR = -5, Z_BLOCK = 5 };
 enum { WINDOW_SIZE = 32768, WINDOW_BITS_AUTO = 47, OUTPUT_AREA = 1 << 20 };
@@ -664,6 +679,7 @@ typedef struct {
     int busy;
     uint64_t span_size;
     inflate_stream *strm;
+    int owns_strm; /* made with zlib-ng's init2 here (ends with its inflateEnd), not lent by Python */
     inflate_fn inflate;
     inflate_reset2_fn reset2;
     uint8_t *out; /* WINDOW_SIZE of history, then the output area */
@@ -698,6 +714,10 @@ static void Builder_dealloc(BuilderObject *self) {
     tar_parser_free(&self->tar);
     bytebuf_free(&self->zinfo);
     free(self->out);
+    if (self->owns_strm) {
+        zng.end(self->strm);
+        free(self->strm);
+    }
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -718,8 +738,25 @@ static int Builder_init(BuilderObject *self, PyObject *args, PyObject *kwds) {
         PyErr_SetString(PyExc_RuntimeError, "Builder is already initialised");
         return -1;
     }
-    if (gzip && (!strm || !inflate || !reset2)) {
-        PyErr_SetString(PyExc_ValueError, "a gzip Builder needs the inflate stream and functions");
+    if (gzip && !strm && !inflate && !reset2 && zng.ready) {
+        inflate_stream *own = calloc(1, sizeof(inflate_stream));
+        if (own == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        int ret = zng.init2(own, WINDOW_BITS_AUTO);
+        if (ret != Z_OK) {
+            free(own);
+            PyErr_Format(PyExc_MemoryError, "inflateInit2 failed: %d", ret);
+            return -1;
+        }
+        self->strm = own; /* owned from here on: freed by dealloc whatever fails next */
+        self->owns_strm = 1;
+        strm = (uintptr_t)own;
+        inflate = (uintptr_t)zng.inflate;
+        reset2 = (uintptr_t)zng.reset2;
+    } else if (gzip && (!strm || !inflate || !reset2)) {
+        PyErr_SetString(PyExc_ValueError, "a gzip Builder needs the inflate stream and functions (or use_zlib_ng)");
         return -1;
     }
     if (!gzip && hashing && span_size == 0) {
@@ -1007,6 +1044,11 @@ static PyObject *Builder_get(BuilderObject *self, void *which) {
         return PyLong_FromLong(self->inflate_ret);
     case 4:
         return PyLong_FromUnsignedLongLong(self->total_read);
+    case 6:
+        if (self->strm != NULL && self->strm->msg != NULL) {
+            return PyBytes_FromString(self->strm->msg);
+        }
+        Py_RETURN_NONE;
     default:
         return PyBool_FromLong(!self->toc_open);
     }
@@ -1019,6 +1061,7 @@ static PyGetSetDef Builder_getset[] = {
     {"inflate_ret", (getter)Builder_get, NULL, "zlib's code after FEED_INFLATE_FAILED.", (void *)3},
     {"total_read", (getter)Builder_get, NULL, "Bytes fed so far.", (void *)4},
     {"toc_done", (getter)Builder_get, NULL, "The tar archive has ended.", (void *)5},
+    {"inflate_msg", (getter)Builder_get, NULL, "zlib's message for a failed inflate (bytes), or None.", (void *)6},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -1044,7 +1087,8 @@ static PyTypeObject BuilderType = {
     .tp_dealloc = (destructor)Builder_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_doc = "Builder(gzip, span_size, hashing, strm=0, inflate=0, reset2=0, output_area=OUTPUT_AREA): one layer's "
-              "ztoc, fed in order.",
+              "ztoc, fed in order. A gzip Builder inflates with the stream and functions given, or without them "
+              "(after use_zlib_ng) with a zlib-ng stream of its own.",
     .tp_methods = Builder_methods,
     .tp_getset = Builder_getset,
     .tp_init = (initproc)Builder_init,
@@ -1171,7 +1215,41 @@ static PyObject *format_mod_time_py(PyObject *module, PyObject *args) {
     return PyUnicode_FromStringAndSize(text, (Py_ssize_t)len);
 }
 
+static PyObject *use_zlib_ng(PyObject *Py_UNUSED(module), PyObject *arg) {
+    if (zng.ready) {
+        Py_RETURN_TRUE;
+    }
+    PyObject *path = NULL;
+    if (!PyUnicode_FSConverter(arg, &path)) {
+        return NULL;
+    }
+    /* The zlib-ng wheel's extension module exports zlib-ng's native API; it is normally loaded
+     * already (then this only counts a reference). RTLD_LOCAL: its symbols stay out of the way. */
+    void *lib = dlopen(PyBytes_AS_STRING(path), RTLD_NOW | RTLD_LOCAL);
+    Py_DECREF(path);
+    if (lib == NULL) {
+        Py_RETURN_FALSE;
+    }
+    inflate_init2_fn init2 = (inflate_init2_fn)dlsym(lib, "zng_inflateInit2");
+    inflate_fn inflate = (inflate_fn)dlsym(lib, "zng_inflate");
+    inflate_reset2_fn reset2 = (inflate_reset2_fn)dlsym(lib, "zng_inflateReset2");
+    inflate_end_fn end = (inflate_end_fn)dlsym(lib, "zng_inflateEnd");
+    if (init2 == NULL || inflate == NULL || reset2 == NULL || end == NULL) {
+        dlclose(lib);
+        Py_RETURN_FALSE;
+    }
+    zng.init2 = init2;
+    zng.inflate = inflate;
+    zng.reset2 = reset2;
+    zng.end = end;
+    zng.ready = 1;
+    Py_RETURN_TRUE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"use_zlib_ng", use_zlib_ng, METH_O,
+     "use_zlib_ng(path) -> bool: find zlib-ng's native inflate in the library at `path` (the zlib-ng wheel's "
+     "module); True once gzip Builders can be made without a stream from Python."},
     {"set_entry_type", set_entry_type, METH_O, "The tuple subclass TOC entries are made as (FileMetadata)."},
     {"sha256_backend", sha256_backend_py, METH_NOARGS, "'sha-ni-avx512', 'sha-ni', 'libcrypto' or 'portable'."},
     {"use_sha256_backend", use_sha256_backend, METH_O,
