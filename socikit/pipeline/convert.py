@@ -26,7 +26,7 @@ from socikit.oci.platform import dedupe_platforms, format_platform, host_platfor
 from socikit.pipeline.cache import ZtocCache
 from socikit.pipeline.events import Event, LayerFinished, LayerOutcome, Message
 from socikit.pipeline.layers import StreamsBlobUploads, index_layers, layers_to_build
-from socikit.pipeline.writes import write_manifests, write_tagged
+from socikit.pipeline.writes import wait_in_order, write_manifests, write_tagged
 from socikit.soci.convert import convert_to_v2
 from socikit.soci.index import build_soci_index, layer_needs_no_xattrs, ztoc_descriptor
 from socikit.soci.prefetch import plan_prefetch, prefetch_artifacts
@@ -435,14 +435,7 @@ def _write_blobs(source: ImageSource, sink: ImageSink, image: _Image | None, wri
     blobs = [] if image is None else [blob for blob in _image_blobs(image) if blob.digest not in done]
     with ThreadPoolExecutor(max_workers=COPY_CONCURRENCY, thread_name_prefix="socikit-copy") as pool:
         futures = [pool.submit(copy, blob) for blob in blobs]
-        futures += [pool.submit(sink.write_blob, desc, data) for desc, data in writes]
-        try:
-            for future in futures:
-                future.result()  # the first failure, in order
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+        wait_in_order(futures + [pool.submit(sink.write_blob, desc, data) for desc, data in writes])
 
 
 class _EarlyCopies:

@@ -8,7 +8,7 @@ can (`content.base.WritesManifestsAtOnce`) also stores and tags the index in one
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from socikit.content.base import ImageSink, WritesManifestsAtOnce
 from socikit.oci.descriptor import Descriptor
@@ -21,14 +21,19 @@ def write_manifests(sink: ImageSink, manifests: list[tuple[Descriptor, bytes]]) 
             sink.write_manifest(desc, data)
         return
     with ThreadPoolExecutor(max_workers=sink.manifest_writes_at_once, thread_name_prefix="socikit-put") as pool:
-        futures = [pool.submit(sink.write_manifest, desc, data) for desc, data in manifests]
-        try:
-            for future in futures:
-                future.result()  # the first failure, in order
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+        wait_in_order([pool.submit(sink.write_manifest, desc, data) for desc, data in manifests])
+
+
+def wait_in_order(futures: list[Future[None]]) -> None:
+    """Wait for writes running on a pool: the first failure in submission order is raised, and
+    the writes not started by then are cancelled."""
+    try:
+        for future in futures:
+            future.result()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
 
 
 def write_tagged(sink: ImageSink, desc: Descriptor, data: bytes) -> None:
@@ -40,4 +45,4 @@ def write_tagged(sink: ImageSink, desc: Descriptor, data: bytes) -> None:
         sink.tag(desc)
 
 
-__all__ = ["write_manifests", "write_tagged"]
+__all__ = ["wait_in_order", "write_manifests", "write_tagged"]
