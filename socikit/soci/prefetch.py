@@ -36,21 +36,27 @@ PREFETCH_VERSION = "1.0"
 
 class PrefetchSpan(NamedTuple):
     """Spans `start_span`..`end_span` (both included) of one layer, with the reference's scheduling
-    `priority` (socikit writes none: 0, left out of the bytes)."""
+    `priority`: a lower value is more urgent, 0 (left out of the bytes) means none was given.
+    socikit writes none."""
 
     start_span: int
     end_span: int
     priority: int = 0
 
 
+def _more_urgent(a: int, b: int) -> int:
+    """The priority a merged range keeps: the lower of two given ones; 0 only when neither was."""
+    return min(a, b) if a and b else a or b
+
+
 def merge_spans(spans: Iterable[PrefetchSpan]) -> list[PrefetchSpan]:
-    """Sorted ranges with overlapping or adjacent ones merged (the highest priority wins)."""
+    """Sorted ranges with overlapping or adjacent ones merged (keeping the more urgent priority)."""
     merged: list[PrefetchSpan] = []
     for span in sorted(spans):
         if merged and span.start_span <= merged[-1].end_span + 1:
             last = merged[-1]
             merged[-1] = PrefetchSpan(last.start_span, max(last.end_span, span.end_span),
-                                      max(last.priority, span.priority))
+                                      _more_urgent(last.priority, span.priority))
         else:
             merged.append(span)
     return merged

@@ -19,6 +19,14 @@ def test_merge_follows_the_reference(spans: list[tuple[int, int]], merged: list[
     assert [(s.start_span, s.end_span) for s in merge_spans(PrefetchSpan(a, b) for a, b in spans)] == merged
 
 
+@pytest.mark.parametrize(("priorities", "kept"), [((0, 0), 0), ((0, 3), 3), ((3, 0), 3), ((2, 5), 2), ((5, 2), 2)])
+def test_merged_ranges_keep_the_more_urgent_priority(priorities: tuple[int, int], kept: int) -> None:
+    """The reference: a lower priority value is more urgent; an omitted one (0) is no priority."""
+    first, second = priorities
+    merged = merge_spans([PrefetchSpan(0, 4, first), PrefetchSpan(3, 9, second)])
+    assert merged == [PrefetchSpan(0, 9, kept)]
+
+
 def test_bytes_are_go_compact_with_priority_left_out_when_zero() -> None:
     data = dumps_prefetch([PrefetchSpan(4, 6), PrefetchSpan(0, 1, 2)])
     assert data == (b'{"version":"1.0","prefetch_spans":[{"start_span":0,"end_span":1,"priority":2},'
