@@ -4,8 +4,6 @@ Library modules are imported inside the commands: start-up is paid on every call
 command needs only its own part of the library (docs/performance.md, "CLI start-up").
 """
 
-
-
 import os
 import sys
 import time

@@ -29,11 +29,12 @@ class LayerOutcome:
         """The ztoc blob's descriptor (None for a skipped layer)."""
         if self.ztoc is None:
             return None
-        if self.ztoc_digest is None:
+        digest = self.ztoc_digest
+        if digest is None:
             from socikit.oci.digest import sha256_digest
 
-            return Descriptor(media_type=MEDIA_TYPE_ZTOC, digest=sha256_digest(self.ztoc), size=len(self.ztoc))
-        return Descriptor(media_type=MEDIA_TYPE_ZTOC, digest=self.ztoc_digest, size=len(self.ztoc))
+            digest = sha256_digest(self.ztoc)
+        return Descriptor(media_type=MEDIA_TYPE_ZTOC, digest=digest, size=len(self.ztoc))
 
 
 @dataclass(frozen=True, slots=True)
